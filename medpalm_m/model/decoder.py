@@ -1,0 +1,130 @@
+"""The PaLM decoder, with config fields that also reach the Gemma family.
+
+PaLM: parallel block `x + attn(norm(x)) + mlp(norm(x))`, SwiGLU, multi-query attention, RoPE,
+no biases, LayerNorm without bias, input/output embedding shared.
+Gemma: sequential block with pre/post norms, RMSNorm, GeGLU, embeddings scaled by sqrt(width),
+optional attention and final-logit soft-capping. One model, chosen by fields, so that open
+checkpoints (PaliGemma, MedGemma) import into the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from medpalm_m.model.attention import Attention
+from medpalm_m.model.layers import GatedMLP, make_norm, param
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  vocab_size: int
+  width: int
+  depth: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  mlp_dim: int
+  block: Literal["parallel", "sequential"] = "parallel"
+  norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+  mlp_activation: Literal["swiglu", "geglu"] = "swiglu"
+  # Gemma multiplies input embeddings by sqrt(width) and leaves output logits alone; PaLM/T5X
+  # leave inputs alone and divide the shared-embedding logits by sqrt(width) instead.
+  scale_embeddings: bool = False
+  post_norms: bool = False  # Gemma 2/3 norm the sublayer outputs too (sequential block only)
+  attn_logit_softcap: float | None = None
+  final_logit_softcap: float | None = None
+  rope_max_wavelength: float = 10_000.0
+  dropout: float = 0.0
+  remat: Literal["none", "full", "dots"] = "none"
+
+  def num_params(self) -> int:
+    attn = self.width * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
+    mlp = 3 * self.width * self.mlp_dim
+    norms = (2 if self.block == "sequential" else 1) * self.width * (2 if self.post_norms else 1)
+    return self.depth * (attn + mlp + norms) + self.vocab_size * self.width + self.width
+
+
+class DecoderBlock(nnx.Module):
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    self.parallel = cfg.block == "parallel"
+    if cfg.block not in ("parallel", "sequential"):
+      raise ValueError(f"model.decoder.block must be 'parallel' or 'sequential', got {cfg.block!r}")
+    self.attn_norm = make_norm(cfg.norm, cfg.width, rngs)
+    self.attn = Attention(cfg.width, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
+                          rope_max_wavelength=cfg.rope_max_wavelength,
+                          logit_softcap=cfg.attn_logit_softcap, rngs=rngs)
+    self.mlp = GatedMLP(cfg.width, cfg.mlp_dim, cfg.mlp_activation, rngs=rngs)
+    self.mlp_norm = None if self.parallel else make_norm(cfg.norm, cfg.width, rngs)
+    self.post_attn_norm = make_norm(cfg.norm, cfg.width, rngs) if cfg.post_norms else None
+    self.post_mlp_norm = make_norm(cfg.norm, cfg.width, rngs) if cfg.post_norms else None
+    self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
+
+  def __call__(self, x, positions, mask, cache=None, cache_index=None):
+    if self.parallel:
+      h = self.attn_norm(x)
+      attn_out, cache = self.attn(h, positions, mask, cache, cache_index)
+      return x + self.dropout(attn_out) + self.dropout(self.mlp(h)), cache
+    attn_out, cache = self.attn(self.attn_norm(x), positions, mask, cache, cache_index)
+    if self.post_attn_norm is not None:
+      attn_out = self.post_attn_norm(attn_out)
+    x = x + self.dropout(attn_out)
+    mlp_out = self.mlp(self.mlp_norm(x))
+    if self.post_mlp_norm is not None:
+      mlp_out = self.post_mlp_norm(mlp_out)
+    return x + self.dropout(mlp_out), cache
+
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing, recompute the whole block in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Decoder(nnx.Module):
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    # Unit-variance embeddings: with PaLM's output scaling by 1/sqrt(width) the initial logits
+    # stay O(1); Gemma's input scaling by sqrt(width) expects small embeddings instead.
+    stddev = 1.0 / math.sqrt(cfg.width) if cfg.scale_embeddings else 1.0
+    self.embedding = param(rngs, (cfg.vocab_size, cfg.width), ("vocab", "embed"), stddev=stddev)
+    self.blocks = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
+    self.final_norm = make_norm(cfg.norm, cfg.width, rngs)
+
+  def embed(self, tokens: jax.Array, dtype) -> jax.Array:
+    x = jnp.take(self.embedding.value, tokens, axis=0).astype(dtype)
+    if self.cfg.scale_embeddings:
+      x = x * jnp.asarray(math.sqrt(self.cfg.width), dtype)
+    return x
+
+  def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
+               cache: list | None = None, cache_index: jax.Array | None = None):
+    """Embedded inputs x [B, T, D] -> (logits [B, T, vocab] in float32, updated cache)."""
+    new_cache = []
+    for i, block in enumerate(self.blocks):
+      layer_cache = None if cache is None else cache[i]
+      if self.cfg.remat != "none" and cache is None:
+        x, _ = nnx.remat(lambda blk, *a: blk(*a), policy=_REMAT_POLICIES[self.cfg.remat])(
+            block, x, positions, mask)
+      else:
+        x, layer_cache = block(x, positions, mask, layer_cache, cache_index)
+      new_cache.append(layer_cache)
+    x = self.final_norm(x)
+    logits = jnp.einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
+    if not self.cfg.scale_embeddings:
+      logits = logits / math.sqrt(self.cfg.width)
+    if self.cfg.final_logit_softcap is not None:
+      cap = self.cfg.final_logit_softcap
+      logits = jnp.tanh(logits / cap) * cap
+    return logits, (new_cache if cache is not None else None)
+
+  def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> list[dict]:
+    shape = (batch, length, self.cfg.num_kv_heads, self.cfg.head_dim)
+    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(self.cfg.depth)]

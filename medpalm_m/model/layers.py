@@ -1,0 +1,90 @@
+"""Small layers shared by the ViT and the decoder: parameters with logical axes, norms, MLPs."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Axes = tuple[str | None, ...]
+
+
+def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Axes, *, stddev: float | None = None,
+          fan_in: int | None = None, value: float | None = None, dtype=jnp.float32) -> nnx.Param:
+  """A parameter that carries its logical axis names.
+
+  Sharding is applied later by `sharding.py` (jit out_shardings), never at creation, so the same
+  module builds on one CPU, abstractly for a 562B config, or straight into a mesh.
+  """
+  if len(shape) != len(axes):
+    raise ValueError(f"parameter of shape {tuple(shape)} needs {len(shape)} axis names, got {axes}")
+  if value is not None:
+    init = jnp.full(shape, value, dtype)
+  else:
+    if stddev is None:
+      stddev = 1.0 / math.sqrt(fan_in if fan_in is not None else shape[0])
+    init = stddev * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape, dtype)
+  return nnx.Param(init, out_sharding=tuple(axes), eager_sharding=False)
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm; PaLM drops the bias (`use_bias=False`), the ViT keeps it."""
+
+  def __init__(self, dim: int, *, use_bias: bool, rngs: nnx.Rngs, eps: float = 1e-6):
+    self.scale = param(rngs, (dim,), ("embed",), value=1.0)
+    self.bias = param(rngs, (dim,), ("embed",), value=0.0) if use_bias else None
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale.value
+    if self.bias is not None:
+      y = y + self.bias.value
+    return y.astype(dtype)
+
+
+class RMSNorm(nnx.Module):
+  """Gemma's RMSNorm with the `(1 + scale)` parameterisation, so imported weights load as they are."""
+
+  def __init__(self, dim: int, *, rngs: nnx.Rngs, eps: float = 1e-6):
+    self.scale = param(rngs, (dim,), ("embed",), value=0.0)
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    y = x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + self.eps)
+    return (y * (1.0 + self.scale.value)).astype(dtype)
+
+
+def make_norm(kind: str, dim: int, rngs: nnx.Rngs) -> LayerNorm | RMSNorm:
+  if kind == "layernorm":
+    return LayerNorm(dim, use_bias=False, rngs=rngs)
+  if kind == "rmsnorm":
+    return RMSNorm(dim, rngs=rngs)
+  raise ValueError(f"model.decoder.norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
+
+
+class GatedMLP(nnx.Module):
+  """SwiGLU (PaLM) or GeGLU (Gemma): act(x W_gate) * (x W_up) W_down, no biases."""
+
+  def __init__(self, width: int, mlp_dim: int, activation: str, *, rngs: nnx.Rngs):
+    if activation not in ("swiglu", "geglu"):
+      raise ValueError(f"model.decoder.mlp_activation must be 'swiglu' or 'geglu', got {activation!r}")
+    self.activation = activation
+    self.gate = param(rngs, (width, mlp_dim), ("embed", "mlp"))
+    self.up = param(rngs, (width, mlp_dim), ("embed", "mlp"))
+    self.down = param(rngs, (mlp_dim, width), ("mlp", "embed"))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = x.dtype
+    gate = x @ self.gate.value.astype(dtype)
+    up = x @ self.up.value.astype(dtype)
+    act = jax.nn.silu(gate) if self.activation == "swiglu" else jax.nn.gelu(gate, approximate=True)
+    return (act * up) @ self.down.value.astype(dtype)

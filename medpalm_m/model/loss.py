@@ -1,0 +1,30 @@
+"""Next-token cross-entropy on target tokens only (PaLM-E), with optional z-loss."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def next_token_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
+                    z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """logits [B, T, V] at position t predict tokens[t + 1]; loss_mask [B, T] marks target tokens.
+
+  Returns the mean loss over target tokens and per-example sums (for per-task accounting).
+  """
+  logits, targets = logits[:, :-1], tokens[:, 1:]
+  weights = loss_mask[:, 1:].astype(jnp.float32)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  nll = log_z - target_logit
+  per_token = nll + z_loss * jnp.square(log_z)
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+  tokens_per_example = weights.sum(axis=1)
+  num_tokens = jnp.maximum(tokens_per_example.sum(), 1.0)
+  loss = (per_token * weights).sum() / num_tokens
+  stats = {
+      "nll_sum": (nll * weights).sum(axis=1),
+      "correct_sum": (correct * weights).sum(axis=1),
+      "num_tokens": tokens_per_example,
+  }
+  return loss, stats

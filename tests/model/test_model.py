@@ -1,0 +1,207 @@
+"""The PaLM-E model: causality, prefix-LM, image injection, gradients, loss masking, sizes."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from medpalm_m.data import preprocess, tokenizer as tok
+from medpalm_m.model.loss import next_token_loss
+from medpalm_m.model.multimodal import MedPaLMM, ModelConfig
+
+IMG = tok.IMAGE_ID
+
+
+def small_config(attention="causal", **decoder_overrides) -> ModelConfig:
+  decoder = dict(vocab_size=64, width=32, depth=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                 mlp_dim=64)
+  decoder.update(decoder_overrides)
+  return ModelConfig.from_dict(dict(
+      vit=dict(image_size=16, patch_size=8, width=24, depth=1, num_heads=2, mlp_dim=48),
+      decoder=decoder, image_token_id=IMG, attention=attention))
+
+
+def batch_with_images(num_images_per_example, length=20, seed=0):
+  """Right-padded batch; example b has its images' 4 slots each starting at position 2 + 5k."""
+  rng = np.random.default_rng(seed)
+  b = len(num_images_per_example)
+  k = max(max(num_images_per_example), 1)
+  tokens = rng.integers(5, 64, size=(b, length)).astype(np.int32)
+  for i, n in enumerate(num_images_per_example):
+    for j in range(n):
+      tokens[i, 2 + 5 * j: 6 + 5 * j] = IMG
+  images = rng.integers(0, 256, size=(b, k, 16, 16, 3)).astype(np.uint8)
+  input_mask = np.ones((b, length), bool)
+  input_mask[:, -3:] = False
+  mask_ar = np.zeros((b, length), np.int32)
+  mask_ar[:, 12:] = 1
+  return tokens, images, input_mask, mask_ar
+
+
+def forward(model, tokens, images, input_mask, mask_ar):
+  return np.asarray(model(jnp.asarray(tokens), jnp.asarray(images), jnp.asarray(input_mask),
+                          jnp.asarray(mask_ar)))
+
+
+def test_changing_a_target_token_never_changes_earlier_logits():
+  for attention in ("causal", "prefix_lm"):
+    model = MedPaLMM(small_config(attention), rngs=nnx.Rngs(0))
+    tokens, images, input_mask, mask_ar = batch_with_images([1, 0])
+    base = forward(model, tokens, images, input_mask, mask_ar)
+    changed = tokens.copy()
+    changed[:, 14] = (changed[:, 14] + 7) % 59 + 5
+    out = forward(model, changed, images, input_mask, mask_ar)
+    np.testing.assert_allclose(out[:, :14], base[:, :14], atol=1e-5)
+    assert np.abs(out[:, 14:17] - base[:, 14:17]).max() > 1e-4, attention
+
+
+def test_prefix_lm_prompt_sees_later_prompt_tokens_and_causal_does_not():
+  tokens, images, input_mask, mask_ar = batch_with_images([0, 0])
+  changed = tokens.copy()
+  changed[:, 10] = (changed[:, 10] + 7) % 59 + 5  # a late prompt token (prefix ends at 12)
+  prefix = MedPaLMM(small_config("prefix_lm"), rngs=nnx.Rngs(0))
+  delta = np.abs(forward(prefix, changed, images, input_mask, mask_ar)
+                 - forward(prefix, tokens, images, input_mask, mask_ar))
+  assert delta[:, 3].max() > 1e-4  # an earlier prompt position sees position 10
+  causal = MedPaLMM(small_config("causal"), rngs=nnx.Rngs(0))
+  delta = np.abs(forward(causal, changed, images, input_mask, mask_ar)
+                 - forward(causal, tokens, images, input_mask, mask_ar))
+  assert delta[:, :10].max() < 1e-5
+
+
+def test_an_image_changes_only_its_own_example():
+  model = MedPaLMM(small_config(), rngs=nnx.Rngs(0))
+  tokens, images, input_mask, mask_ar = batch_with_images([1, 1])
+  base = forward(model, tokens, images, input_mask, mask_ar)
+  other = images.copy()
+  other[0, 0] = 255 - other[0, 0]
+  out = forward(model, tokens, other, input_mask, mask_ar)
+  assert np.abs(out[0, 2:] - base[0, 2:]).max() > 1e-3
+  np.testing.assert_allclose(out[1], base[1], atol=1e-6)
+  # Causal attention: positions before the image slots do not see the image.
+  np.testing.assert_allclose(out[0, :2], base[0, :2], atol=1e-6)
+
+
+def test_swapping_two_images_changes_the_output_and_their_slots_follow_order():
+  model = MedPaLMM(small_config(), rngs=nnx.Rngs(0))
+  tokens, images, input_mask, mask_ar = batch_with_images([2, 0])
+  swapped = images.copy()
+  swapped[0, [0, 1]] = images[0, [1, 0]]
+  base = forward(model, tokens, images, input_mask, mask_ar)
+  out = forward(model, tokens, swapped, input_mask, mask_ar)
+  assert np.abs(out[0, 2:] - base[0, 2:]).max() > 1e-3
+  # Image k's projected patch tokens land exactly in the slots of placeholder k.
+  embedded = np.asarray(model.embed_inputs(jnp.asarray(tokens), jnp.asarray(images)))
+  patches = np.asarray(model.encode_images(jnp.asarray(images)))
+  np.testing.assert_allclose(embedded[0, 2:6], patches[0, 0], atol=1e-6)
+  np.testing.assert_allclose(embedded[0, 7:11], patches[0, 1], atol=1e-6)
+  # Example 1 has no image: its embedding is the plain token embedding everywhere.
+  text_only = np.asarray(model.decoder.embed(jnp.asarray(tokens), jnp.float32))
+  np.testing.assert_allclose(embedded[1], text_only[1], atol=1e-6)
+
+
+def test_image_count_mismatch_is_reported_with_the_example_before_any_model_call(tmp_path):
+  sentences = [f"Given the image {i}. Q: what is shown? A: a chest" for i in range(200)]
+  tokenizer = tok.train_tokenizer(sentences, 320, tmp_path / "t.model")
+  spec = preprocess.SequenceSpec(max_prompt_tokens=40, max_target_tokens=8, max_images=2,
+                                 image_size=16, image_slots=4)
+  pre = preprocess.Preprocessor(tokenizer, spec, {"t": 0})
+  example = {"id": "ex-7", "task": "t", "prompt": "Given <img> and <img>. Q: what? A:",
+             "target": "a chest", "images": [np.zeros((8, 8), np.uint8)]}
+  with pytest.raises(preprocess.ExampleError, match=r"ex-7.*2 <img> marker\(s\) but 1 image"):
+    pre(example)
+  # The escaped literal of an exemplar is text, not a slot: one marker, one image is fine.
+  example["prompt"] = "Example: \\<img> Q: what? A: lung. Given <img>. Q: what? A:"
+  features = pre(example)
+  assert (features["tokens"] == IMG).sum() == 4
+
+
+def test_gradients_reach_every_parameter():
+  model = MedPaLMM(small_config(), rngs=nnx.Rngs(0))
+  tokens, images, input_mask, mask_ar = batch_with_images([1, 1])
+  loss_mask = np.logical_and(mask_ar == 1, input_mask)
+
+  def loss_fn(m):
+    logits = m(jnp.asarray(tokens), jnp.asarray(images), jnp.asarray(input_mask), jnp.asarray(mask_ar))
+    return next_token_loss(logits, jnp.asarray(tokens), jnp.asarray(loss_mask))[0]
+
+  grads = nnx.grad(loss_fn)(model)
+  flat = jax.tree_util.tree_flatten_with_path(nnx.state(grads, nnx.Param))[0]
+  dead = [jax.tree_util.keystr(path) for path, g in flat if not np.abs(np.asarray(g)).max() > 0]
+  assert not dead, f"no gradient reaches {dead}"
+  names = " ".join(jax.tree_util.keystr(p) for p, _ in flat)
+  assert "vit" in names and "projector" in names and "decoder" in names
+
+
+def test_prompt_and_padding_tokens_contribute_nothing_to_the_loss():
+  model = MedPaLMM(small_config(), rngs=nnx.Rngs(0))
+  tokens, images, input_mask, mask_ar = batch_with_images([1, 0])
+  loss_mask = np.logical_and(mask_ar == 1, input_mask)
+  logits = model(jnp.asarray(tokens), jnp.asarray(images), jnp.asarray(input_mask), jnp.asarray(mask_ar))
+  loss, _ = next_token_loss(logits, jnp.asarray(tokens), jnp.asarray(loss_mask))
+  # Change logits at prompt positions that do not predict a target token, and at padding.
+  noisy = logits.at[:, :10].add(50.0).at[:, -3:].add(-50.0)
+  loss2, _ = next_token_loss(noisy, jnp.asarray(tokens), jnp.asarray(loss_mask))
+  np.testing.assert_allclose(loss, loss2, rtol=1e-6)
+  # And the loss equals the mean NLL over target tokens computed by hand.
+  logp = jax.nn.log_softmax(np.asarray(logits), -1)
+  nll = [-logp[b, t - 1, tokens[b, t]] for b in range(2) for t in range(20) if loss_mask[b, t]]
+  np.testing.assert_allclose(loss, np.mean(nll), rtol=1e-5)
+
+
+def test_gemma_style_fields_build_and_run():
+  cfg = small_config(block="sequential", norm="rmsnorm", mlp_activation="geglu",
+                     scale_embeddings=True, post_norms=True, attn_logit_softcap=50.0,
+                     final_logit_softcap=30.0, num_kv_heads=1)
+  model = MedPaLMM(cfg, rngs=nnx.Rngs(0))
+  out = forward(model, *batch_with_images([1, 0]))
+  assert np.isfinite(out).all() and np.abs(out).max() <= 30.0
+  n = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert n == cfg.num_params()["total"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,expected", [("medpalm_m_12b", 12e9), ("medpalm_m_84b", 84e9),
+                                           ("medpalm_m_562b", 562e9)])
+def test_paper_configs_have_the_paper_sizes_without_allocating(name, expected):
+  cfg = ModelConfig.from_dict(importlib.import_module(f"configs.{name}").get_config().model)
+  abstract = nnx.eval_shape(lambda: MedPaLMM(cfg, rngs=nnx.Rngs(0)))
+  leaves = jax.tree.leaves(nnx.state(abstract, nnx.Param))
+  assert all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+  total = sum(x.size for x in leaves)
+  assert abs(total - expected) / expected < 0.05, total
+  assert total == cfg.num_params()["total"]
+
+
+def test_tiny_model_overfits_a_fixed_multimodal_batch():
+  cfg = ModelConfig.from_dict(importlib.import_module("configs.tiny").get_config().model)
+  model = MedPaLMM(cfg, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  b, n = 8, cfg.num_image_tokens
+  length = n + 24
+  tokens = rng.integers(5, cfg.decoder.vocab_size, size=(b, length)).astype(np.int32)
+  tokens[:, 1:1 + n] = IMG
+  images = rng.integers(0, 256, size=(b, 1, 64, 64, 3)).astype(np.uint8)
+  input_mask = np.ones((b, length), bool)
+  mask_ar = np.zeros((b, length), np.int32)
+  mask_ar[:, n + 8:] = 1
+  loss_mask = mask_ar.astype(bool)
+  batch = tuple(jnp.asarray(x) for x in (tokens, images, input_mask, mask_ar, loss_mask))
+  optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+
+  @nnx.jit
+  def step(model, optimizer, batch):
+    tokens, images, input_mask, mask_ar, loss_mask = batch
+    def loss_fn(m):
+      return next_token_loss(m(tokens, images, input_mask, mask_ar), tokens, loss_mask)[0]
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+  losses = [float(step(model, optimizer, batch)) for _ in range(150)]
+  assert losses[0] > 5.0
+  assert losses[-1] < 0.05, losses[-10:]
