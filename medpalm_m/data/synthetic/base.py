@@ -26,6 +26,10 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, seed: int = 0, **kwargs):
     self.seed = seed
     kwargs.setdefault("file_format", "array_record")
+    if seed:
+      # Keep each seed's data apart: <data_dir>/<name>/seed_<seed>/<version>. Seed 0, the
+      # default, keeps the plain <data_dir>/<name>/<version>.
+      kwargs.setdefault("config", tfds.core.BuilderConfig(name=f"seed_{seed}", version=self.VERSION))
     super().__init__(**kwargs)
 
   # Subclass interface -------------------------------------------------------------------------
@@ -59,9 +63,17 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
     return np.random.default_rng([self.seed, name_hash, _SPLIT_IDS[split], index, attempt])
 
   def records(self, split: str) -> Iterator[dict[str, Any]]:
-    """Every record of a split in order, without TFDS (used by the build and by tests)."""
-    train_keys = set()
-    if split != "train":
+    """Every record of a split in order, without TFDS (used by the build and by tests).
+
+    Subclasses whose records are not independent draws (genomics simulates one genome per
+    split) may override this instead of `generate`.
+    """
+    train_keys: set[str] = set()
+    if split == "train":
+      self._train_keys = train_keys  # filled as train is generated, reused by the test split
+    elif getattr(self, "_train_keys", None) is not None and len(self._train_keys) == self.SPLIT_SIZES["train"]:
+      train_keys = self._train_keys
+    else:
       train_keys = {self.content_key(r) for r in self.records("train")}
     for index in range(self.SPLIT_SIZES[split]):
       for attempt in range(100):
@@ -70,6 +82,8 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
           break
       else:
         raise RuntimeError(f"{self.name}: could not generate a {split} record {index} unlike train")
+      if split == "train":
+        train_keys.add(self.content_key(record))
       record["id"] = f"{self.name}-{split}-{index}"
       yield record
 

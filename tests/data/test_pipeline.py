@@ -1,0 +1,171 @@
+"""Mixtures, grain iteration (determinism, resume, process shards), preprocessing, bad input."""
+
+import collections
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from medpalm_m.data import images, mixtures, pipeline, preprocess, tasks
+from medpalm_m.data import tokenizer as tok
+from medpalm_m.data.synthetic import base, tokenizer_path
+
+MIX = {"synthetic_pubmedqa": 0.6, "synthetic_mimic_iii": 0.3, "synthetic_medqa": 0.1}
+
+
+def make_preprocessor(data_dir, names, max_prompt=160, max_target=32):
+  tokenizer = tok.Tokenizer(tokenizer_path(data_dir))
+  spec = preprocess.SequenceSpec(max_prompt_tokens=max_prompt, max_target_tokens=max_target,
+                                 max_images=1, image_size=32, image_slots=16)
+  return preprocess.Preprocessor(tokenizer, spec, pipeline.task_ids(names))
+
+
+def test_mixture_draws_match_the_weights(synthetic_data_dir):
+  counts = collections.Counter(ex["task"] for ex in pipeline.first_examples(MIX, synthetic_data_dir, 10_000))
+  for task, weight in MIX.items():
+    # Binomial standard deviation at 10k draws is at most 0.5%; allow 3 sigma.
+    assert abs(counts[task] / 10_000 - weight) < 0.015, counts
+
+
+def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3))
+  it = make()
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(3)]
+  resumed = make()
+  resumed.set_state(state)
+  for want in expected:
+    got = next(resumed)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  # Same seed, fresh iterator: the same stream; another seed: a different one.
+  again = next(make())
+  other = next(iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=4)))
+  first = next(make())
+  np.testing.assert_array_equal(again["tokens"], first["tokens"])
+  assert (other["tokens"] != first["tokens"]).any()
+
+
+def test_process_shards_are_disjoint_and_cover_the_global_stream(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  def rows(index, count, batches):
+    it = iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                     process_index=index, process_count=count))
+    return [tuple(row) for _ in range(batches) for row in next(it)["tokens"]]
+  whole = rows(0, 1, 4)  # 32 examples
+  shard0, shard1 = rows(0, 2, 4), rows(1, 2, 4)  # 16 each
+  assert shard0 == whole[0::2] and shard1 == whole[1::2]
+  assert not set(shard0) & set(shard1) or len(set(whole)) < len(whole)
+
+
+def test_bad_mixtures_are_refused_with_the_config_key():
+  with pytest.raises(ValueError, match=r"config.data.mixture: unknown task\(s\) \['synthetic_nope'\]"):
+    mixtures.normalize({"synthetic_nope": 1.0, "synthetic_medqa": 1.0})
+  with pytest.raises(ValueError, match="must be finite and >= 0"):
+    mixtures.normalize({"synthetic_medqa": -1.0})
+  with pytest.raises(ValueError, match="all weights are zero"):
+    mixtures.normalize({"synthetic_medqa": 0.0, "synthetic_slake": 0})
+  with pytest.raises(ValueError, match="is empty"):
+    mixtures.normalize({})
+  assert mixtures.normalize({"synthetic_medqa": 3, "synthetic_slake": 1}) == {
+      "synthetic_medqa": 0.75, "synthetic_slake": 0.25}
+  assert mixtures.examples_proportional({"synthetic_medqa": 100, "synthetic_slake": 10_000}, cap=400) == {
+      "synthetic_medqa": 0.2, "synthetic_slake": 0.8}
+
+
+def test_missing_data_names_the_builder_and_how_to_build_it(tmp_path):
+  with pytest.raises(pipeline.MissingDataError, match=r"synthetic_medqa.*medpalm_m.data build"):
+    pipeline.TaskSource(tasks.get("synthetic_medqa"), "train", str(tmp_path))
+
+
+class _TinyTestBuilder(base.SyntheticBuilder):
+  SPLIT_SIZES = {"train": 3}
+
+  def features(self):
+    import tensorflow_datasets as tfds
+    return tfds.features.FeaturesDict({"id": tfds.features.Text(), "text": tfds.features.Text()})
+
+  def generate(self, rng, index, split):
+    return {"text": f"record {index} {rng.integers(1000)}"}
+
+
+def test_an_empty_split_is_reported_with_the_task(tmp_path):
+  # TFDS itself refuses to write an empty split, so an empty one comes from a split spec (or a
+  # user's filtered copy) that selects nothing.
+  task = tasks.register(tasks.Task(
+      name="test_only_empty", builder=_TinyTestBuilder, metrics=("accuracy",),
+      formatter=lambda r, e: {"id": r["id"], "images": [], "prompt": r["text"], "target": "x"},
+      splits={"train": "train", "test": "train[:0]"}))
+  _TinyTestBuilder(data_dir=str(tmp_path)).download_and_prepare()
+  assert len(pipeline.TaskSource(task, "train", str(tmp_path))) == 3
+  with pytest.raises(preprocess.ExampleError, match=r"test_only_empty.*split 'test'.*is empty"):
+    pipeline.TaskSource(task, "test", str(tmp_path))
+  with pytest.raises(ValueError, match="test_only_empty' has no 'validation' split"):
+    pipeline.TaskSource(task, "validation", str(tmp_path))
+
+
+def test_overlong_prompts_and_targets_are_counted_never_silent(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, ["t"], max_prompt=24, max_target=3)
+  text = " ".join(["the findings are normal"] * 20)
+  features = pre({"id": "a", "task": "t", "images": [], "prompt": text + " Q: ok? A:", "target": text})
+  assert features["prompt_truncated"] and features["target_truncated"] and not features["dropped"]
+  assert features["mask_loss"].sum() == 4  # 3 target tokens + EOS
+  # The question at the end survives left truncation.
+  assert "A:" in pre.tokenizer.decode(features["tokens"][: features["prompt_length"]])
+  image = np.zeros((40, 40), np.uint8)
+  dropped = pre({"id": "b", "task": "t", "images": [image], "prompt": "Given <img>. " + text, "target": "x"})
+  assert dropped["dropped"] and not dropped["input_mask"].any() and not dropped["mask_loss"].any()
+
+
+def test_images_keep_aspect_ratio_with_zero_padding_and_gray_becomes_rgb():
+  tall = np.full((100, 50), 200, np.uint8)
+  out = preprocess.resize_with_pad(preprocess.to_rgb(tall), 64)
+  assert out.shape == (64, 64, 3)
+  assert (out[:, :16] == 0).all() and (out[:, -16:] == 0).all() and (out[:, 16:48] == 200).all()
+  with pytest.raises(preprocess.ExampleError, match="example 'e1'.*float64"):
+    preprocess.to_rgb(np.zeros((4, 4)), {"id": "e1", "task": "t"})
+
+
+def test_corrupt_image_files_are_refused_with_their_name(tmp_path):
+  bad = tmp_path / "broken.png"
+  bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+  with pytest.raises(images.ImageError, match="broken.png"):
+    images.read_image(bad)
+  with pytest.raises(images.ImageError, match="does not exist"):
+    images.read_image(tmp_path / "missing.jpg")
+
+
+def _write_dicom(path, pixels, photometric):
+  meta = FileMetaDataset()
+  meta.TransferSyntaxUID = ExplicitVRLittleEndian
+  meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+  meta.MediaStorageSOPInstanceUID = generate_uid()
+  ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+  ds.Rows, ds.Columns = pixels.shape
+  ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+  ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+  ds.PixelData = pixels.astype(np.uint16).tobytes()
+  ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_monochrome1_is_inverted_and_12_bit_scaled_to_8(tmp_path):
+  ramp = np.tile(np.linspace(0, 4095, 16).astype(np.uint16), (8, 1))
+  _write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2")
+  _write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1")
+  m2, m1 = images.read_image(tmp_path / "m2.dcm"), images.read_image(tmp_path / "m1.dcm")
+  assert m2.dtype == np.uint8 and m2[0, 0] == 0 and m2[0, -1] == 255
+  np.testing.assert_array_equal(m1, 255 - m2)
+
+
+def test_literal_img_text_never_becomes_an_image_slot(synthetic_data_dir):
+  tokenizer = tok.Tokenizer(tokenizer_path(synthetic_data_dir))
+  assert tok.IMAGE_ID not in tokenizer.encode("Given <img>. Q: what?")
+  prompt = "Given " + tok.escape_image_markers("<img>") + ". A: no. Given <img>. Q: what? A:"
+  ids, n = tokenizer.encode_prompt(prompt, image_slots=5)
+  assert n == 1 and ids.count(tok.IMAGE_ID) == 5
+  assert "<img>" in tokenizer.decode(ids)  # the exemplar's literal text is still there
