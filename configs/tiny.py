@@ -1,6 +1,14 @@
-"""The default: a few-million-parameter Med-PaLM M that trains on MultiMedBench-mini on a CPU."""
+"""The default: a ~3M-parameter Med-PaLM M that trains on MultiMedBench-mini on a CPU.
+
+Shapes follow the paper's recipe scaled down: PaLM-style decoder (parallel block, SwiGLU,
+multi-query attention, RoPE), a ViT whose patch tokens are projected into the decoder, causal
+attention with the loss on target tokens, Adafactor. The images are 64 px (64 tokens) instead of
+224 px (256 tokens), and the learning rate is higher, because the model starts from scratch.
+"""
 
 import ml_collections
+
+from configs.mixtures import synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,4 +22,32 @@ def get_config() -> ml_collections.ConfigDict:
       attention="causal",
       dtype="float32",
   )
+  c.data = dict(
+      mixture=synthetic.MIXTURE,
+      data_dir="~/.cache/medpalm_m/tensorflow_datasets",
+      tokenizer="",  # empty: the synthetic benchmark's own SentencePiece model in data_dir
+      build_synthetic=True,  # build MultiMedBench-mini on first use when it is missing
+      max_prompt_tokens=224,  # paper: 710 (text and image slots together)
+      max_target_tokens=32,  # paper: 256
+      max_images=1,  # paper: at most one image per training context
+      num_workers=0,  # grain worker processes; 0 = in the training process
+  )
+  c.train = dict(
+      num_steps=450,
+      batch_size=16,
+      grad_accum_steps=1,
+      z_loss=1e-4,
+      log_every=20,
+      checkpoint_every=200,
+      keep_checkpoints=2,
+      eval_every=0,  # 0: evaluate only at the end (`medpalm_m.evaluate`)
+  )
+  c.optimizer = dict(
+      name="adafactor", learning_rate=3e-3, schedule="cosine", warmup_steps=50, b1=0.9,
+      b2=0.999, weight_decay=0.0, clip_norm=1.0, freeze="",
+  )
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)
+  c.rules = None  # None: medpalm_m.sharding.DEFAULT_RULES (data + FSDP)
+  c.eval = dict(split="test", max_examples_per_task=100, batch_size=16, max_decode_tokens=48,
+                write_predictions=False)
   return c

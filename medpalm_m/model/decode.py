@@ -1,0 +1,149 @@
+"""Decoding with a KV cache: prefill the multimodal prompt, then extend one token at a time.
+
+Static shapes throughout: prompts are right-padded to a fixed length T, the cache holds T + the
+maximum number of new tokens, and generated token t of every example goes into cache slot T + t
+(at RoPE position prompt_length + t, so padding between a short prompt and slot T is simply
+masked out). One compiled program serves every batch of the same shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from medpalm_m.model.attention import attention_mask
+from medpalm_m.model.multimodal import MedPaLMM
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  max_new_tokens: int = 64
+  temperature: float = 0.0  # 0 = greedy (the paper's evaluation)
+  top_k: int = 0  # 0 = no top-k filter
+  top_p: float = 1.0
+
+
+def _choose(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
+  if cfg.temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  logits = logits / cfg.temperature
+  if cfg.top_k:
+    kth = jax.lax.top_k(logits, cfg.top_k)[0][..., -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if cfg.top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    cumulative = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+    # Keep the smallest set whose probability reaches top_p (always at least the best token).
+    cutoff_index = jnp.sum(cumulative < cfg.top_p, axis=-1, keepdims=True)
+    cutoff = jnp.take_along_axis(sorted_logits, cutoff_index, axis=-1)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_tokens: int):
+  """Run the prompt through the model, filling cache slots [0, T); returns the cache and the
+  logits at each example's last prompt token."""
+  batch, length = tokens.shape
+  positions = jnp.arange(length)[None, :]
+  input_mask = positions < prompt_length[:, None]
+  if model.cfg.attention == "causal":
+    mask_ar = jnp.ones_like(mask_ar)
+  prompt_mask = attention_mask(input_mask, mask_ar)  # [B, T, T]
+  prefill_mask = jnp.pad(prompt_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
+  cache = model.decoder.init_cache(batch, length + max_new_tokens, model.dtype)
+  x = model.embed_inputs(tokens, images)
+  logits, cache = model.decoder(x, jnp.broadcast_to(positions, (batch, length)), prefill_mask, cache, 0)
+  last = jnp.take_along_axis(logits, (prompt_length - 1)[:, None, None], axis=1)[:, 0]
+  return cache, last
+
+
+def _extend(model: MedPaLMM, cache, token, prompt_length, length: int, t):
+  """Feed generated token t (into cache slot T + t); returns (next logits [B, V], cache)."""
+  total = cache[0]["k"].shape[1]
+  slots = jnp.arange(total)[None, :]
+  visible = (slots < prompt_length[:, None]) | ((slots >= length) & (slots <= length + t))
+  x = model.decoder.embed(token[:, None], model.dtype)
+  logits, cache = model.decoder(x, (prompt_length + t)[:, None], visible[:, None, :], cache, length + t)
+  return logits[:, 0], cache
+
+
+def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, prompt_length: jax.Array,
+             mask_ar: jax.Array, cfg: SamplingConfig, eos_id: int, key: jax.Array | None = None
+             ) -> tuple[jax.Array, jax.Array]:
+  """tokens [B, T] right-padded prompts (ending before the target); prompt_length [B].
+
+  Returns (new tokens [B, max_new_tokens] padded with eos after the first eos, their log-probs).
+  """
+  batch, length = tokens.shape
+  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, cfg.max_new_tokens)
+  key = key if key is not None else jax.random.key(0)
+
+  def step(carry, t):
+    cache, logits, done, key = carry
+    key, sub = jax.random.split(key)
+    token = _choose(logits, sub, cfg)
+    logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
+    token = jnp.where(done, eos_id, token)
+    done = done | (token == eos_id)
+    logits, cache = _extend(model, cache, token, prompt_length, length, t)
+    return (cache, logits, done, key), (token, logprob)
+
+  init = (cache, last, jnp.zeros((batch,), bool), key)
+  _, (new_tokens, logprobs) = jax.lax.scan(step, init, jnp.arange(cfg.max_new_tokens))
+  return new_tokens.T, logprobs.T
+
+
+def beam_search(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, prompt_length: jax.Array,
+                mask_ar: jax.Array, max_new_tokens: int, beam_width: int, eos_id: int,
+                length_penalty: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """Beam search; returns the best beam's tokens [B, max_new_tokens] and its total log-prob [B].
+
+  Finished beams keep their score and only extend with EOS. Scores are ranked by
+  sum(log p) / length**length_penalty (0: plain sum, so width 1 is exactly greedy).
+  """
+  batch, length = tokens.shape
+  w = beam_width
+  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, max_new_tokens)
+  # Every example's prompt is shared by its beams: repeat cache and logits W times.
+  cache = jax.tree.map(lambda c: jnp.repeat(c, w, axis=0), cache)
+  logits = jnp.repeat(last, w, axis=0)
+  lengths_p = jnp.repeat(prompt_length, w)
+  scores = jnp.tile(jnp.asarray([0.0] + [-jnp.inf] * (w - 1)), batch)  # one live beam at first
+  sequences = jnp.full((batch * w, max_new_tokens), eos_id, jnp.int32)
+  done = jnp.zeros((batch * w,), bool)
+  generated_len = jnp.zeros((batch * w,), jnp.int32)
+
+  def step(carry, t):
+    cache, logits, scores, sequences, done, generated_len = carry
+    vocab = logits.shape[-1]
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    eos_only = jnp.full((vocab,), -jnp.inf).at[eos_id].set(0.0)
+    logp = jnp.where(done[:, None], eos_only[None, :], logp)
+    candidates = (scores[:, None] + logp).reshape(batch, w * vocab)
+    top_scores, top_index = jax.lax.top_k(candidates, w)  # [B, W]
+    origin = (top_index // vocab + jnp.arange(batch)[:, None] * w).reshape(-1)
+    token = (top_index % vocab).reshape(-1).astype(jnp.int32)
+    cache = jax.tree.map(lambda c: c[origin], cache)
+    sequences = sequences[origin].at[:, t].set(token)
+    was_done = done[origin]
+    generated_len = generated_len[origin] + (~was_done).astype(jnp.int32)
+    done = was_done | (token == eos_id)
+    logits, cache = _extend(model, cache, token, lengths_p, length, t)
+    return (cache, logits, top_scores.reshape(-1), sequences, done, generated_len), None
+
+  init = (cache, logits, scores, sequences, done, generated_len)
+  (_, _, scores, sequences, _, generated_len), _ = jax.lax.scan(step, init, jnp.arange(max_new_tokens))
+  ranked = scores / jnp.maximum(generated_len, 1).astype(jnp.float32) ** length_penalty
+  best = jnp.argmax(ranked.reshape(batch, w), axis=1) + jnp.arange(batch) * w
+  return sequences[best], scores[best]
+
+
+def score_continuations(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None,
+                        input_mask: jax.Array, mask_ar: jax.Array, mask_loss: jax.Array) -> jax.Array:
+  """Sum of log-probabilities of the target tokens (mask_loss) of each sequence [B]."""
+  logits = model(tokens, images, input_mask, mask_ar)
+  logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+  target = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  return (target * mask_loss[:, 1:]).sum(axis=1)
