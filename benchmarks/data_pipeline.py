@@ -1,0 +1,61 @@
+"""Examples per second of the training input pipeline (read, format, tokenize, resize, batch).
+
+    .venv/bin/python benchmarks/data_pipeline.py [--config=configs/tiny.py] [--batches=100] [--workers=0]
+
+Builds MultiMedBench-mini under config.data.data_dir if it is missing, then times `--batches`
+batches of the config's training stream after a warm-up batch, and prints the median of three
+passes. Compare with the trainer's consumption (batch size x steps/s in metrics.jsonl).
+"""
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from medpalm_m.data import mixtures, pipeline, preprocess  # noqa: E402
+from medpalm_m.train import prepare_data, sequence_spec  # noqa: E402
+from medpalm_m.model.multimodal import ModelConfig  # noqa: E402
+
+
+def load_config(path):
+  spec = importlib.util.spec_from_file_location("bench_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", default="configs/tiny.py")
+  parser.add_argument("--batches", type=int, default=100)
+  parser.add_argument("--workers", type=int, default=0)
+  parser.add_argument("--data_dir", default=None)
+  args = parser.parse_args()
+  cfg = load_config(args.config)
+  if args.data_dir:
+    cfg.data.data_dir = args.data_dir
+  data_dir, tokenizer = prepare_data(cfg)
+  mixture = mixtures.normalize(dict(cfg.data.mixture))
+  model_cfg = ModelConfig.from_dict(cfg.model)
+  pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, model_cfg), pipeline.task_ids(list(mixture)))
+  rates = []
+  for trial in range(3):
+    ds = pipeline.train_dataset(mixture, data_dir, pre, batch_size=cfg.train.batch_size, seed=trial,
+                                num_workers=args.workers)
+    it = iter(ds)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(args.batches):
+      next(it)
+    rates.append(args.batches * cfg.train.batch_size / (time.perf_counter() - start))
+  print(f"input pipeline: median {statistics.median(rates):.0f} examples/s over 3 passes of "
+        f"{args.batches} batches of {cfg.train.batch_size} (workers={args.workers}); "
+        f"passes: {', '.join(f'{r:.0f}' for r in rates)}")
+
+
+if __name__ == "__main__":
+  main()
