@@ -156,3 +156,21 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir):
   np.testing.assert_allclose(l1, l4, rtol=1e-5)
   for name in p1:
     np.testing.assert_allclose(p1[name], p4[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_the_default_config_learns_and_sees_every_task(tmp_path, synthetic_data_dir):
+  """configs/tiny.py as the README runs it, shortened to 60 steps."""
+  out = run_train(tmp_path / "tiny", synthetic_data_dir, "--config.train.num_steps=60",
+                  "--config.train.log_every=10", "--config.train.checkpoint_every=60",
+                  config="configs/tiny.py")
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(tmp_path / "tiny" / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  first, last = records[0], records[-1]
+  assert last["step"] == 60
+  assert last["loss"] < 0.5 * first["loss"], (first["loss"], last["loss"])
+  from configs import tiny
+  assert set(last["examples_seen"]) == set(tiny.get_config().data.mixture)
+  assert all(n > 0 for n in last["examples_seen"].values()), last["examples_seen"]
+  assert not last["dropped_examples"], last["dropped_examples"]
