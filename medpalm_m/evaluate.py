@@ -215,7 +215,21 @@ def format_table(report: dict[str, Any]) -> str:
   out = [f"MultiMedBench results at step {report['step']} ({report['split']} split); "
          "paper columns: the real task this one stands in for (Tu et al. 2023, Table 2)",
          line(header), line(["-" * w for w in widths])]
-  return "\n".join(out + [line(r) for r in rows])
+  beaten, compared = baseline_summary(report)
+  summary = f"above the baseline on {beaten} of {compared} scored metrics"
+  return "\n".join(out + [line(r) for r in rows] + [summary])
+
+
+def baseline_summary(report: dict[str, Any]) -> tuple[int, int]:
+  """How many numeric metrics beat their baseline (skipped scorers are not counted)."""
+  beaten = compared = 0
+  for name, result in report["tasks"].items():
+    for metric in tasks_lib.get(name).metrics:
+      ours, base = result.get(metric), result["baseline"].get(metric)
+      if isinstance(ours, float) and isinstance(base, float) and not (math.isnan(ours) or math.isnan(base)):
+        compared += 1
+        beaten += ours > base
+  return beaten, compared
 
 
 def _fmt(value) -> str:

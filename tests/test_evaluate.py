@@ -38,6 +38,8 @@ def test_report_has_every_task_metric_count_and_baseline(trained):
   table = evaluate.format_table(report)
   assert "synthetic_precision_fda" in table and "snp_f1" in table and "99.35" in table  # paper 12B
   assert not os.path.exists(os.path.join(workdir, "eval", "predictions_step_4"))
+  beaten, compared = evaluate.baseline_summary(report)
+  assert 0 <= beaten <= compared <= 5 and f"above the baseline on {beaten} of {compared}" in table
 
 
 def test_a_second_evaluation_compiles_nothing_new(trained):
