@@ -48,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   c.rules = None  # None: medpalm_m.sharding.DEFAULT_RULES (data + FSDP)
-  c.eval = dict(split="test", max_examples_per_task=100, batch_size=16, max_decode_tokens=48,
-                write_predictions=False)
+  c.eval = dict(
+      split="test", max_examples_per_task=100, batch_size=16, max_decode_tokens=48,
+      write_predictions=False,  # per-example predictions are medical text: only when asked
+      # Local weights for the model-based report metrics; empty: reported as skipped.
+      scorer_paths=dict(chexbert_checkpoint="", chexbert_bert_dir="", radgraph_model_dir=""),
+  )
   return c

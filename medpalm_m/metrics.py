@@ -404,7 +404,7 @@ class ScorerUnavailable(RuntimeError):
     def __init__(self, config_key: str, detail: str = "") -> None:
         self.config_key = config_key
         self.detail = detail
-        msg = f"skipped: needs local weights at {config_key}"
+        msg = f"skipped: needs local weights at config.eval.scorer_paths.{config_key}"
         super().__init__(f"{msg} ({detail})" if detail else msg)
 
 

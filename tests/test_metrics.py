@@ -303,9 +303,9 @@ def test_chexbert_accepts_chexpert_csv_coding():
 def test_clinical_scorers_unavailable_name_config_key(tmp_path):
     names = ["chexbert_micro_f1_14", "chexbert_macro_f1_5", "f1_radgraph", "bleu1"]
     out = M.score(names, ["no effusion"], ["no effusion"])
-    assert out["chexbert_micro_f1_14"] == "skipped: needs local weights at chexbert_checkpoint (not configured)"
-    assert out["chexbert_macro_f1_5"].startswith("skipped: needs local weights at chexbert_checkpoint")
-    assert out["f1_radgraph"].startswith("skipped: needs local weights at radgraph_model_dir")
+    assert out["chexbert_micro_f1_14"] == "skipped: needs local weights at config.eval.scorer_paths.chexbert_checkpoint (not configured)"
+    assert out["chexbert_macro_f1_5"].startswith("skipped: needs local weights at config.eval.scorer_paths.chexbert_checkpoint")
+    assert out["f1_radgraph"].startswith("skipped: needs local weights at config.eval.scorer_paths.radgraph_model_dir")
     assert isinstance(out["bleu1"], float)
     missing = str(tmp_path / "nope.pth")
     out = M.score(names[:3], ["x"], ["x"], scorer_paths={"chexbert_checkpoint": missing,
@@ -412,7 +412,7 @@ def test_baseline_generation_and_mixed():
     out = M.baseline(["token_f1", "bleu1", "chexbert_micro_f1_5"], targets)
     assert out["token_f1"] == pytest.approx(200 / 3)
     assert out["bleu1"] == pytest.approx(200 / 3, abs=1e-5)
-    assert out["chexbert_micro_f1_5"].startswith("skipped: needs local weights at chexbert_checkpoint")
+    assert out["chexbert_micro_f1_5"].startswith("skipped: needs local weights at config.eval.scorer_paths.chexbert_checkpoint")
     assert list(out) == ["token_f1", "bleu1", "chexbert_micro_f1_5"]
 
 
