@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
       log_every=20,
       checkpoint_every=200,
       keep_checkpoints=2,
-      eval_every=0,  # 0: evaluate only at the end (`medpalm_m.evaluate`)
+      eval_every=0,  # evaluate every N steps with medpalm_m.evaluate's code; 0: never
   )
   c.optimizer = dict(
       name="adafactor", learning_rate=3e-3, schedule="cosine", warmup_steps=50, b1=0.9,

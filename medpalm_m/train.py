@@ -254,6 +254,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   totals = {k: np.zeros(len(task_names)) for k in
             ("nll", "tokens", "prompt_truncated", "target_truncated", "dropped")}
   last: dict[str, Any] = {}
+  evaluator = None
   step = start
   try:
     while step < num_steps:
@@ -299,6 +300,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0}
       if step % cfg.train.checkpoint_every == 0 or step == num_steps or stop["signal"]:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)
+      if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+        evaluator = periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluator, writer)
       if stop["signal"]:
         say(f"received signal {stop['signal']}: saved step {step}, exiting")
         break
@@ -308,6 +311,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.close()
     signal.signal(signal.SIGTERM, previous_handler)
   return {"step": step, **last}
+
+
+def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, writer):
+  """The evaluator of `medpalm_m.evaluate` on the live parameters: writes eval/step_N.json and
+  logs the headline metrics; its compiled programs are reused at every evaluation."""
+  from medpalm_m import evaluate
+  evaluator = evaluator or evaluate.Evaluator(cfg, trainer.template, tokenizer, sequence_spec(cfg, trainer.model_cfg))
+  report = evaluate.evaluate(cfg, workdir, step=step, params=params, trainer=trainer, evaluator=evaluator)
+  beaten, compared = evaluate.baseline_summary(report)
+  scores = {f"{task}/{metric}": value for task, result in report["tasks"].items()
+            for metric, value in result.items() if isinstance(value, float)}
+  writer.write(step, {"eval": scores, "eval_above_baseline": beaten, "eval_metrics_compared": compared})
+  say(f"step {step}: evaluation above the baseline on {beaten} of {compared} metrics")
+  return evaluator
 
 
 def _nonzero(names, counts) -> dict[str, int]:

@@ -79,3 +79,16 @@ def test_generate_answers_about_an_image_file(trained, tmp_path):
   with pytest.raises(ValueError, match="1 <img> marker"):
     generate.answer(cfg, workdir, "Given <img>. Q: ?", [str(image), str(image)],
                     sampling=decode.SamplingConfig(max_new_tokens=2))
+
+
+def test_periodic_evaluation_during_training_uses_the_evaluator(tmp_path, synthetic_data_dir):
+  cfg = small_config.get_config("synthetic_pubmedqa")
+  cfg.data.data_dir = synthetic_data_dir
+  cfg.train.update(num_steps=4, eval_every=2)
+  cfg.eval.max_examples_per_task = 4
+  train.train(cfg, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "eval")) == ["step_2.json", "step_4.json"]
+  logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  evals = [r for r in logged if "eval" in r]
+  assert [r["step"] for r in evals] == [2, 4]
+  assert "synthetic_pubmedqa/accuracy" in evals[0]["eval"]
