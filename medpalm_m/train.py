@@ -227,13 +227,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        keep=cfg.train.keep_checkpoints)
   meta = {"params": ckpt_lib.param_signature(trainer.abstract_state["params"]),
-          "tasks": task_names}
+          "tasks": task_names, "mixture": mixture}
   latest = checkpointer.latest_step()
   seen = {name: 0 for name in task_names}
   if latest is not None:
     state, saved_meta = checkpointer.restore(latest, trainer.abstract_state, data_iterator,
                                              trainer.abstract_state["params"])
     seen.update(saved_meta.get("seen", {}))
+    if saved_meta.get("mixture") != mixture:
+      # The saved iterator position only means something for the stream it came from.
+      say(f"warning: config.data.mixture differs from the one checkpoint {latest} was trained "
+          f"with ({saved_meta.get('mixture')}); the data stream does not continue exactly")
     say(f"resumed from {checkpointer.directory} step {latest}")
   else:
     state = trainer.init_state()

@@ -185,7 +185,8 @@ def test_tiny_model_overfits_a_fixed_multimodal_batch():
   length = n + 24
   tokens = rng.integers(5, cfg.decoder.vocab_size, size=(b, length)).astype(np.int32)
   tokens[:, 1:1 + n] = IMG
-  images = rng.integers(0, 256, size=(b, 1, 64, 64, 3)).astype(np.uint8)
+  size = cfg.vit.image_size
+  images = rng.integers(0, 256, size=(b, 1, size, size, 3)).astype(np.uint8)
   input_mask = np.ones((b, length), bool)
   mask_ar = np.zeros((b, length), np.int32)
   mask_ar[:, n + 8:] = 1
