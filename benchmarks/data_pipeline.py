@@ -35,6 +35,8 @@ def main():
   parser.add_argument("--workers", type=int, default=0)
   parser.add_argument("--data_dir", default=None)
   args = parser.parse_args()
+  from absl import flags
+  flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (defaults suffice)
   cfg = load_config(args.config)
   if args.data_dir:
     cfg.data.data_dir = args.data_dir
