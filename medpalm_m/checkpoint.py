@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import grain
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 

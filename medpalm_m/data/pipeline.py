@@ -14,7 +14,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
-import tensorflow_datasets as tfds
 
 from medpalm_m.data import tasks as tasks_lib
 from medpalm_m.data.preprocess import ExampleError, Preprocessor
@@ -22,11 +21,6 @@ from medpalm_m.data.preprocess import ExampleError, Preprocessor
 
 class MissingDataError(FileNotFoundError):
   pass
-
-
-def _builder(task: tasks_lib.Task, data_dir: str):
-  builder = task.builder(data_dir=data_dir)
-  return builder
 
 
 def _decode(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,7 +32,7 @@ class TaskSource:
 
   def __init__(self, task: tasks_lib.Task, split: str, data_dir: str, seed: int = 0):
     self.task, self.split, self.seed = task, split, seed
-    builder = _builder(task, data_dir)
+    builder = task.builder(data_dir=data_dir)
     if not builder.is_prepared():
       raise MissingDataError(
           f"task {task.name!r}: no prepared data for builder {builder.name!r} under {data_dir}; "
