@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -80,8 +81,7 @@ class Evaluator:
     for batch, real in self._batches(features):
       scores.extend(np.asarray(self._score(params, batch))[:real].tolist())
     scores = np.asarray(scores).reshape(len(examples), len(options))
-    return np.exp(scores - scores.max(axis=1, keepdims=True)) / np.exp(
-        scores - scores.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+    return scipy.special.softmax(scores, axis=1)
 
   def evaluate_task(self, params, task: tasks_lib.Task, data_dir: str, split: str,
                     task_ids: dict[str, int]) -> tuple[dict[str, Any], list[dict]]:
