@@ -153,14 +153,15 @@ class SyntheticMedmcqa(_MultipleChoiceBuilder):
 def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequence[tasks.Record]], tasks.Example]:
   """Med-PaLM's MedQA/MedMCQA prompt: instruction, answered exemplars, then the question.
 
-  The target is the correct option with its letter, "(C) zorivax", as the exemplars show it.
+  The target is the correct option's text, "zorivax", as in the paper (Table A.1 and
+  `reference/medpalm_m.md`); the exemplars show their answers the same way.
   """
 
   def block(record: tasks.Record) -> tuple[str, str, int]:
     options = [tasks.text(o) for o in record["options"]]
     label = int(record["label"])
     question = f"Question: {tasks.text(record['question'])} {tasks.multiple_choice(options)} Answer:"
-    return question, f"({chr(ord('A') + label)}) {options[label]}", label
+    return question, options[label], label
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
     parts = [MC_INSTRUCTION]
