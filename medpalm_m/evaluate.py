@@ -6,8 +6,9 @@ scored with each task's metrics; classification AUC from option log-likelihoods.
 Writes DIR/eval/step_N.json = {"step": N, "tasks": {task: {metric: value, "n": count,
 "baseline": {metric: value}}}} (values in percent; the baseline is the majority-class or
 most-frequent-answer score of the same metric on the same examples) and prints the table with
-the paper's numbers beside ours. Predictions (medical text) are written only when asked
-(config.eval.write_predictions).
+the paper's numbers beside ours. `--tasks` re-evaluates those tasks and keeps the step's other
+results; a split other than config.eval.split is written to DIR/eval/step_N_<split>.json.
+Predictions (medical text) are written only when asked (config.eval.write_predictions).
 """
 
 from __future__ import annotations
@@ -193,9 +194,17 @@ def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence
         f.writelines(json.dumps(r) + "\n" for r in records)
   report = {"step": int(step), "split": split, "wall_time_sec": time.perf_counter() - start,
             "tasks": results}
+  # The config's split is the step's report; another split (--split=train) goes beside it, so
+  # that neither overwrites the other.
+  suffix = "" if split == cfg.eval.split else f"_{split}"
+  path = os.path.join(workdir, "eval", f"step_{step}{suffix}.json")
+  if os.path.exists(path):
+    # Evaluating some tasks again (--tasks) updates them and keeps the step's other results.
+    with open(path) as f:
+      report["tasks"] = {**json.load(f).get("tasks", {}), **results}
   if jax.process_index() == 0:
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", f"step_{step}.json"), "w") as f:
+    with open(path, "w") as f:
       json.dump(report, f, indent=2, sort_keys=True)
   return report
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -55,6 +56,24 @@ def test_a_second_evaluation_compiles_nothing_new(trained):
   evaluate.evaluate(cfg, workdir, task_names=["synthetic_precision_fda", "synthetic_cbis_ddsm_calc"],
                     params=params, trainer=trainer, evaluator=evaluator, step=4)
   assert (evaluator._generate._cache_size(), evaluator._score._cache_size()) == sizes == (1, 1)
+
+
+def test_evaluating_some_tasks_again_keeps_the_others(trained, tmp_path):
+  cfg, workdir = trained
+  workdir = shutil.copytree(workdir, tmp_path / "copy", ignore=shutil.ignore_patterns("eval"))
+  first = evaluate.evaluate(cfg, workdir, task_names=["synthetic_vqa_rad", "synthetic_medqa"])
+  again = evaluate.evaluate(cfg, workdir, task_names=["synthetic_medqa"])
+  with open(os.path.join(workdir, "eval", "step_4.json")) as f:
+    saved = json.load(f)
+  assert set(saved["tasks"]) == set(again["tasks"]) == {"synthetic_vqa_rad", "synthetic_medqa"}
+  assert saved["tasks"]["synthetic_vqa_rad"] == first["tasks"]["synthetic_vqa_rad"]
+  # Another split is another report beside it: neither overwrites the other.
+  other = evaluate.evaluate(cfg, workdir, task_names=["synthetic_medqa"], split="train")
+  assert set(other["tasks"]) == {"synthetic_medqa"}
+  with open(os.path.join(workdir, "eval", "step_4_train.json")) as f:
+    assert json.load(f)["split"] == "train"
+  with open(os.path.join(workdir, "eval", "step_4.json")) as f:
+    assert json.load(f) == saved
 
 
 def test_predictions_are_written_only_when_asked(trained):

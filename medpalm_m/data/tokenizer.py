@@ -72,7 +72,10 @@ class Tokenizer:
     ids = [int(i) for i in ids]
     if EOS_ID in ids:
       ids = ids[: ids.index(EOS_ID)]
-    return self.sp.decode([i for i in ids if i not in (PAD_ID, BOS_ID, IMAGE_ID)])
+    # A model's embedding table may be larger than its tokenizer (Gemma: 262,208 rows for 262,144
+    # pieces); an id past the tokenizer decodes as the unknown piece instead of failing.
+    return self.sp.decode([i if i < self.vocab_size else UNK_ID for i in ids
+                           if i not in (PAD_ID, BOS_ID, IMAGE_ID)])
 
   def encode_prompt(self, prompt: str, image_slots: int) -> tuple[list[int], int]:
     """Token ids of a prompt with each image marker expanded into `image_slots` image ids.

@@ -169,3 +169,10 @@ def test_literal_img_text_never_becomes_an_image_slot(synthetic_data_dir):
   ids, n = tokenizer.encode_prompt(prompt, image_slots=5)
   assert n == 1 and ids.count(tok.IMAGE_ID) == 5
   assert "<img>" in tokenizer.decode(ids)  # the exemplar's literal text is still there
+
+
+def test_ids_past_the_tokenizer_decode_as_unknown(synthetic_data_dir):
+  # An imported model's embedding table can be larger than its tokenizer (Gemma's is).
+  tokenizer = tok.Tokenizer(tokenizer_path(synthetic_data_dir))
+  ids = tokenizer.encode("no effusion")
+  assert tokenizer.decode(ids + [tokenizer.vocab_size + 7]) == tokenizer.decode(ids + [tok.UNK_ID]) != tokenizer.decode(ids)

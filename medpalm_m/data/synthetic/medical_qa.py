@@ -1,7 +1,9 @@
 """MedQA, MedMCQA and PubMedQA analogs over a small generated medical fact base.
 
-The fact base holds 60 facts in three relations (a disease's first-line drug, an infection's
-causative organism, the condition a clinical sign suggests). Every name in it is invented, so no
+The fact base holds 24 facts in three relations (a disease's first-line drug, an infection's
+causative organism, the condition a clinical sign suggests): 8 per relation, few enough that the
+tiny default model sees each one about a hundred times in its 450 steps (60 facts were not
+memorized; see the README). Every name in it is invented, so no
 synthetic fact can be mistaken for medical advice. The base is fixed (independent of the build
 seed) and shared by both multiple-choice tasks: a test question asks about a fact that training
 questions also ask about, with another template, other distractors and another option order, so
@@ -30,38 +32,21 @@ class Relation:
 
 
 RELATIONS = (
-    Relation(
-        "treatment",
-        ("Aldren syndrome", "Belcourt disease", "Corvin palsy", "Dunmore anemia", "Ellery myopathy",
-         "Farrow arthritis", "Gresham colitis", "Halvard neuropathy", "Ingram dermatitis",
-         "Jessop nephritis", "Kellan thyroiditis", "Lorimer vasculitis", "Maddox hepatitis",
-         "Norcott myositis", "Orwell gastritis", "Pendry carditis", "Quarrie uveitis",
-         "Rawdon pancreatitis", "Selwyn encephalitis", "Tolland bursitis"),
-        ("zorivax", "mepratide", "calventrol", "ostrapine", "fendazole", "luvimab", "tiroxacin",
-         "bexalone", "quelapril", "dravostatin", "nolvarene", "pentrazine", "sorvudine",
-         "alfexitol", "cymbarone", "vexolimus", "hydramectin", "ulvastide", "gremafort",
-         "kavoprex")),
-    Relation(
-        "cause",
-        ("Ashgrove fever", "Blackmere pox", "Cinderford cough", "Dunwich plague", "Eastholm rash",
-         "Fenwick flu", "Glenrock typhus", "Highmoor dysentery", "Ivybridge mumps", "Juniper ague",
-         "Kirkby chancre", "Longford pneumonia", "Millbrook meningitis", "Northam measles",
-         "Oakridge malaria", "Penrith cholera", "Queensbury croup", "Redhill sepsis",
-         "Stonegate tetanus", "Thornbury diphtheria"),
-        ("Kelbacter", "Mordavirus", "Strepholix", "Velonia", "Trepomyces", "Ardenella", "Borravirus",
-         "Cryptonema", "Dravibacillus", "Eskavirus", "Fuscomonas", "Gallispora", "Heliotrix",
-         "Ixobacter", "Jorovirus", "Korynella", "Lumispira", "Maravirus", "Nocticoccus",
-         "Ostreomyces")),
-    Relation(
-        "sign",
-        ("Abbott sign", "Brannock sign", "Castell sign", "Dempsey sign", "Eldridge sign",
-         "Fairweather sign", "Gilchrist sign", "Hobart sign", "Iverson sign", "Jarrow sign",
-         "Kilbride sign", "Lockhart sign", "Merriman sign", "Nesbit sign", "Ormsby sign",
-         "Prescott sign", "Quimby sign", "Rutledge sign", "Stannard sign", "Tremaine sign"),
-        ("brenosis", "calderitis", "dorvaplasia", "esmeritis", "falkonosis", "gravelitis",
-         "hestopathy", "ilvarosis", "jantrophy", "kelmoplasia", "lustrosis", "mordenitis",
-         "nephrovalia", "orbitosis", "pallomyelia", "quintosis", "rastoplasia", "sillenitis",
-         "tervosis", "umbrinosis")),
+    Relation("treatment",
+             ("Aldren syndrome", "Belcourt disease", "Corvin palsy", "Dunmore anemia",
+              "Ellery myopathy", "Farrow arthritis", "Gresham colitis", "Halvard neuropathy"),
+             ("zorivax", "mepratide", "calventrol", "ostrapine", "fendazole", "luvimab",
+              "tiroxacin", "bexalone")),
+    Relation("cause",
+             ("Ashgrove fever", "Blackmere pox", "Cinderford cough", "Dunwich plague",
+              "Eastholm rash", "Fenwick flu", "Glenrock typhus", "Highmoor dysentery"),
+             ("Kelbacter", "Mordavirus", "Strepholix", "Velonia", "Trepomyces", "Ardenella",
+              "Borravirus", "Cryptonema")),
+    Relation("sign",
+             ("Abbott sign", "Brannock sign", "Castell sign", "Dempsey sign", "Eldridge sign",
+              "Fairweather sign", "Gilchrist sign", "Hobart sign"),
+             ("brenosis", "calderitis", "dorvaplasia", "esmeritis", "falkonosis", "gravelitis",
+              "hestopathy", "ilvarosis")),
 )
 
 # subject -> (relation, answer): a question's key entity determines its answer.
@@ -82,6 +67,8 @@ class _MultipleChoiceBuilder(base.SyntheticBuilder, skip_registration=True):
   """A 4-option question about one fact; subclasses give the question templates per relation."""
 
   SPLIT_SIZES = {"train": 2000, "test": 200}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "24 facts instead of 60; the target is the option's text"}
   TEMPLATES: dict[str, tuple[str, ...]] = {}  # relation -> templates with {subject} (and more)
 
   def features(self) -> tfds.features.FeaturesDict:
@@ -207,6 +194,8 @@ class SyntheticPubmedqa(base.SyntheticBuilder):
 
   DESCRIPTION = "Synthetic PubMedQA analog: yes/no/maybe questions answered by a short abstract."
   SPLIT_SIZES = {"train": 2000, "test": 200}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "drugs drawn from the 8 of the smaller fact base"}
 
   def features(self) -> tfds.features.FeaturesDict:
     return tfds.features.FeaturesDict({
