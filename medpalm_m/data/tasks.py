@@ -59,7 +59,7 @@ def all_tasks() -> dict[str, Task]:
 
 def _import_registries() -> None:
   # Importing a family module registers its tasks; done lazily so `tasks` has no import cycle.
-  from medpalm_m.data import synthetic  # noqa: F401
+  from medpalm_m.data import builders, synthetic  # noqa: F401
 
 
 def text(value: Any) -> str:

@@ -1,0 +1,107 @@
+"""MIMIC-III radiology report summarization (findings -> impression) from the MIMIC-RRS files.
+
+MIMIC-III is credentialed (PhysioNet); the summarization split is the processed release of
+Delbrouck et al. 2022 / Chen et al. 2023 ("MIMIC-RRS", built with ViLMedic from
+`NOTEEVENTS.csv.gz`), which the credentialed user obtains or regenerates. The file format read:
+
+    <manual_dir>/<MODALITY_ANATOMY>/{train,validate,test}.findings.tok
+    <manual_dir>/<MODALITY_ANATOMY>/{train,validate,test}.impression.tok
+
+UTF-8 text, one report per line: line i of `X.findings.tok` is the findings section whose
+impression is line i of `X.impression.tok` (the same number of lines). The six in-domain folders
+(`CT_head`, `CT_abdomen`, `CT_chest`, `MR_head`, `CT_spine`, `CT_neck`) are required; any other
+folder in the same form (`MR_spine`, `CT_sinus`, `MR_abdomen`, `MR_pelvis`, `MR_neck`, ...) is read
+too, each split where its two files exist. Expected sizes (eval_and_data.md): 58,405 train /
+7,413 validate / 13,057 test. A line with empty findings or impression is malformed.
+
+Prompt (0-shot, Tu et al. 2023): "You are a helpful radiology assistant. The following are questions
+about radiology reports. Summarize the findings in the report into diagnostic statements. Given
+the findings: {findings}. Q: Summarize the findings. A:" -> the impression. The "." after the
+findings is left out when the findings already end with one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Iterator, Sequence
+
+import tensorflow_datasets as tfds
+
+from medpalm_m.data import tasks
+from medpalm_m.data.builders import base
+from medpalm_m.data.tokenizer import escape_image_markers
+
+INSTRUCTION = ("You are a helpful radiology assistant. The following are questions about radiology "
+               "reports. Summarize the findings in the report into diagnostic statements.")
+IN_DOMAIN = ("CT_head", "CT_abdomen", "CT_chest", "MR_head", "CT_spine", "CT_neck")
+SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # TFDS split -> file prefix
+
+
+def _files(folder: str, prefix: str) -> tuple[str, str]:
+  return (os.path.join(folder, f"{prefix}.findings.tok"), os.path.join(folder, f"{prefix}.impression.tok"))
+
+
+class MimicIii(base.ManualBuilder):
+  """Findings -> impression pairs of MIMIC-III CT/MR reports, with their modality_anatomy."""
+
+  DESCRIPTION = "MIMIC-III radiology report summarization (MIMIC-RRS): findings -> impression."
+  HOMEPAGE = "https://physionet.org/content/mimiciii/1.4/"
+  OBTAIN = ("Credentialed PhysioNet access to MIMIC-III is required. Create the MIMIC-RRS files "
+            "(Chen et al., ACL 2023; ViLMedic's RRS preprocessing of NOTEEVENTS.csv.gz) and use the "
+            "folder holding one sub-folder per modality_anatomy as the manual directory.")
+  REQUIRED_FILES = tuple(path for folder in IN_DOMAIN for prefix in SPLITS.values()
+                         for path in _files(folder, prefix))
+  CITATION = ("Chen et al., Toward Expanding the Scope of Radiology Report Summarization to Multiple "
+              "Anatomies and Modalities, ACL 2023; Johnson et al., MIMIC-III, Scientific Data 2016.")
+
+  def features(self) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({
+        "id": tfds.features.Text(),
+        "exam": tfds.features.Text(),  # modality_anatomy, e.g. CT_head
+        "findings": tfds.features.Text(),
+        "impression": tfds.features.Text(),
+    })
+
+  def generate_splits(self, manual_dir: str):
+    folders = sorted(name for name in os.listdir(manual_dir)
+                     if os.path.isdir(os.path.join(manual_dir, name)))
+    return {split: self._records(manual_dir, folders, prefix) for split, prefix in SPLITS.items()}
+
+  def _records(self, manual_dir: str, folders: Sequence[str], prefix: str) -> Iterator[base.KeyedRecord]:
+    for exam in folders:
+      findings_path, impression_path = _files(os.path.join(manual_dir, exam), prefix)
+      if not os.path.exists(findings_path) and not os.path.exists(impression_path):
+        continue  # not a report folder, or a folder without this split
+      for path in (findings_path, impression_path):
+        if not os.path.exists(path):
+          raise base.ManualDataError(f"{self.name}: {path} is missing; each "
+                                     f"{prefix}.findings.tok needs its {prefix}.impression.tok")
+      with open(findings_path, encoding="utf-8") as findings_file, \
+           open(impression_path, encoding="utf-8") as impression_file:
+        for line, (findings, impression) in enumerate(itertools.zip_longest(findings_file, impression_file), 1):
+          if findings is None or impression is None:
+            shorter = findings_path if findings is None else impression_path
+            raise base.MalformedRecordError(shorter, line, "the findings and impression files have "
+                                            "different numbers of lines, so their reports cannot be paired")
+          findings, impression = findings.strip(), impression.strip()
+          if not findings or not impression:
+            empty = findings_path if not findings else impression_path
+            self.malformed(empty, line, "empty report section")
+            continue
+          key = f"{exam}-{prefix}-{line}"
+          yield key, {"id": f"mimic_iii-{key}", "exam": exam, "findings": findings, "impression": impression}
+
+
+def format_summarization(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
+  del exemplars  # 0-shot, as in the paper
+  findings = escape_image_markers(tasks.text(record["findings"]))  # report text, never an image slot
+  stop = "" if findings.endswith(".") else "."
+  prompt = f"{INSTRUCTION} Given the findings: {findings}{stop} Q: Summarize the findings. A:"
+  return {"id": tasks.text(record["id"]), "task": "mimic_iii", "images": [], "prompt": prompt,
+          "target": tasks.text(record["impression"])}
+
+
+MIMIC_III = tasks.register(tasks.Task(
+    name="mimic_iii", builder=MimicIii, formatter=format_summarization,
+    metrics=("rouge_l", "bleu4", "f1_radgraph"), paper_task="MIMIC-III"))
