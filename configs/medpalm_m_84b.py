@@ -1,12 +1,22 @@
-"""Med-PaLM M 84B: PaLM 62B + ViT-22B, as in Tu et al. 2023 (Table A.2: lr 5e-5, batch 128)."""
+"""Med-PaLM M 84B: PaLM 62B + ViT-22B, as in Tu et al. 2023 (Table A.2: lr 5e-5, batch 128).
+
+Planned for a TPU v5p-128 slice (64 chips, 16 hosts) with pure FSDP; the same mesh fills 4 nodes
+of 8 H200 (`fsdp=-1` takes every device):
+    python -m medpalm_m.plan --config=configs/medpalm_m_84b.py --topology=v5p-128,4x8xH200
+"""
 
 import ml_collections
 
-from configs import paper_sizes
+from configs import paper_sizes, tiny
+from configs.medpalm_m_12b import paper_training
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
+  c = tiny.get_config()  # the full schema; everything the paper fixes is set below
   c.seed = 0
   c.model = paper_sizes.model("62b", "vit_22b")
+  paper_training(c, batch_size=128, learning_rate=5e-5)
+  c.mesh = dict(data=1, fsdp=-1, tensor=1)
+  c.rules = None  # medpalm_m.sharding.DEFAULT_RULES: batch over (data, fsdp), weights over fsdp
+  c.topology = "v5p-128"  # what medpalm_m.plan checks by default
   return c

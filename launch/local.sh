@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate one config on this machine (CPU or local GPUs/TPU), then print the table.
 #   launch/local.sh CONFIG WORKDIR [--config.key=value ...]
-# Multi-host launchers (TPU pod slices, SLURM) come with the scale-out work; see the README.
+# Several processes: launch/multiprocess.sh (this CPU), launch/tpu_pod.sh, launch/slurm_gpu.sbatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:?usage: launch/local.sh CONFIG WORKDIR [--config.key=value ...]}

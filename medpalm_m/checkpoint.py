@@ -58,6 +58,20 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], meta
 
+  def restore_params(self, step: int, abstract_params: dict[str, Any]) -> dict[str, Any]:
+    """Only the parameters of a saved state, nothing of its optimizer state: how a run starts from
+    another run's (or an imported) checkpoint. Each array is read straight into the sharding its
+    `abstract_params` entry carries (numpy arrays where it carries none)."""
+    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    check_compatible(meta["params"], param_signature(abstract_params), self.directory, step)
+    target = {"params": abstract_params}
+    with ocp.PyTreeCheckpointer() as checkpointer:
+      restored = checkpointer.restore(
+          os.path.join(self.directory, str(step), "state"),
+          args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                      restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+    return restored["params"]
+
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()

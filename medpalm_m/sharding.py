@@ -105,6 +105,29 @@ def batch_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> NamedShardin
   return NamedSharding(mesh, P(axes if axes else None))
 
 
+def process_batch_shard(sharding: NamedSharding, global_batch_size: int,
+                        process_index: int | None = None) -> tuple[int, int]:
+  """(index, count): this process feeds part `index` of `count` equal parts of the global batch.
+
+  Processes whose devices hold the same batch rows are replicas and must feed the same examples
+  (a 'tensor' axis that spans hosts, e.g. 8-way tensor parallelism over 4-chip TPU hosts), so
+  `count` is the number of distinct row sets, not the number of processes.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  rows: dict[int, set[int]] = {}
+  for device, index in sharding.devices_indices_map((global_batch_size,)).items():
+    rows.setdefault(device.process_index, set()).update(range(*index[0].indices(global_batch_size)))
+  parts = sorted({tuple(sorted(r)) for r in rows.values()})
+  count = len(parts)
+  covered = sorted(i for part in parts for i in part)
+  if covered != list(range(global_batch_size)) or any(len(p) * count != global_batch_size for p in parts):
+    raise ValueError(
+        f"the batch sharding {sharding.spec} gives processes overlapping or unequal parts of a "
+        f"batch of {global_batch_size}; choose config.mesh so that each batch-sharded mesh axis "
+        "either stays within a host or spans whole hosts")
+  return parts.index(tuple(sorted(rows[process_index]))), count
+
+
 def describe(tree: Any) -> dict[str, str]:
   """Each array's sharding spec, for logs and tests."""
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]

@@ -43,13 +43,20 @@ class NonFiniteLossError(RuntimeError):
 
 def initialize_distributed() -> None:
   """Join a multi-process run when the environment describes one (TPU pods, SLURM, or an
-  explicit coordinator); a single process needs nothing."""
+  explicit coordinator); a single process needs nothing.
+
+  MEDPALM_M_COORDINATOR (+ MEDPALM_M_NUM_PROCESSES, MEDPALM_M_PROCESS_ID): an explicit
+  coordinator (launch/multiprocess.sh). MEDPALM_M_DISTRIBUTED=auto: JAX detects the cluster
+  itself (launch/tpu_pod.sh on TPU pod slices). A SLURM job with more than one task is detected
+  without either; JAX then gives each task the GPU of its SLURM_LOCALID.
+  """
   if os.environ.get("MEDPALM_M_COORDINATOR"):
     jax.distributed.initialize(
         coordinator_address=os.environ["MEDPALM_M_COORDINATOR"],
         num_processes=int(os.environ["MEDPALM_M_NUM_PROCESSES"]),
         process_id=int(os.environ["MEDPALM_M_PROCESS_ID"]))
-  elif os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+  elif (os.environ.get("MEDPALM_M_DISTRIBUTED") == "auto"
+        or (os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1)):
     jax.distributed.initialize()
 
 
@@ -62,6 +69,12 @@ def prepare_data(cfg) -> tuple[str, tok.Tokenizer]:
     if jax.process_index() == 0:
       synthetic.build(data_dir, verbose=True)
     sync("synthetic data built")
+  manual_dirs = {t: p for t, p in dict(cfg.data.get("manual_dirs") or {}).items() if p}
+  if manual_dirs:  # real datasets: built from the user's downloads on first use
+    from medpalm_m.data.builders import prepare
+    if jax.process_index() == 0:
+      prepare.prepare(data_dir, manual_dirs, skip_malformed=cfg.data.get("skip_malformed", False))
+    sync("real data built")
   path = os.path.expanduser(cfg.data.tokenizer) if cfg.data.tokenizer else synthetic.tokenizer_path(data_dir)
   tokenizer = tok.Tokenizer(path)
   if tokenizer.vocab_size > cfg.model.decoder.vocab_size:
@@ -101,6 +114,8 @@ class Trainer:
                                                              self.mesh, self.rules))
         for k, v in abstract_params.items()}
     self.batch_sharding = sharding.batch_sharding(self.mesh, self.rules)
+    # Which part of each global batch this process reads and feeds (replicas read the same).
+    self.data_shard = sharding.process_batch_shard(self.batch_sharding, cfg.train.batch_size)
     shapes = jax.eval_shape(self._init_state)
     self.state_shardings = {
         "params": self.param_shardings,
@@ -112,14 +127,33 @@ class Trainer:
     self.abstract_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, self.state_shardings)
     self.init_state = jax.jit(self._init_state, out_shardings=self.state_shardings)
+    self.state_around = jax.jit(self._state_around, out_shardings=self.state_shardings)
+    # Metrics replicated: every process can read them (device_get of an array spread over
+    # other hosts' devices fails), and process 0 logs them.
     self.train_step = jax.jit(self._train_step, donate_argnums=0,
-                              out_shardings=(self.state_shardings, None))
+                              out_shardings=(self.state_shardings, NamedSharding(self.mesh, P())))
 
   def _init_state(self) -> dict[str, Any]:
     _, params = ModelTemplate.create(self.model_cfg, self.cfg.seed)
-    params = jax.lax.with_sharding_constraint(params, self.param_shardings)
+    return self._state_around(jax.lax.with_sharding_constraint(params, self.param_shardings))
+
+  def _state_around(self, params) -> dict[str, Any]:
+    """Step 0 with these parameters and a fresh optimizer state."""
     return {"params": params, "opt_state": self.tx.init(params), "step": jnp.zeros((), jnp.int32),
             "rng": jax.random.key_data(jax.random.key(self.cfg.seed))}
+
+  def init_state_from(self, workdir: str) -> dict[str, Any]:
+    """Step 0 with the parameters of `workdir`'s latest checkpoint (an imported open model or
+    another run), each read straight into its shard, and a fresh optimizer state."""
+    source = ckpt_lib.Checkpointer(os.path.join(os.path.expanduser(workdir), "checkpoints"),
+                                   async_save=False)
+    step = source.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"config.init_from={workdir!r} has no checkpoint in {source.directory}; "
+                              "import one with `python -m medpalm_m.convert import`")
+    params = source.restore_params(step, self.abstract_state["params"])
+    source.close()
+    return self.state_around(params)
 
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
@@ -130,7 +164,10 @@ class Trainer:
   def _train_step(self, state, batch):
     k = self.cfg.train.grad_accum_steps
     key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
+    # Micro-batch i is every k-th example (not a contiguous block), so each device keeps 1/k of
+    # its own rows in every micro-batch: a contiguous split would put micro-batch 0 on the first
+    # devices only and make XLA gather the batch across them.
+    micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
     grad_fn = jax.value_and_grad(self._loss_sum, has_aux=True)
 
     def accumulate(carry, xs):
@@ -141,7 +178,7 @@ class Trainer:
 
     zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state["params"]))
     (loss_sum, grads), stats = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(k)))
-    stats = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), stats)
+    stats = jax.tree.map(lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:]), stats)  # batch order
     num_tokens = jnp.maximum(stats["num_tokens"].sum(), 1.0)
     grads = jax.tree.map(lambda g: g / num_tokens, grads)
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
@@ -166,7 +203,10 @@ class Trainer:
     return new_state, metrics
 
   def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+    """One global batch from this process's part of it (see `data_shard`)."""
+    count = self.data_shard[1]
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v,
+                                                      (v.shape[0] * count, *v.shape[1:]))
             for k, v in local_batch.items()}
 
 
@@ -220,7 +260,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   preprocessor = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg), task_ids)
   dataset = pipeline.train_dataset(
       mixture, data_dir, preprocessor, batch_size=cfg.train.batch_size, seed=cfg.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
+      process_index=trainer.data_shard[0], process_count=trainer.data_shard[1],
       num_workers=cfg.data.num_workers)
   data_iterator = iter(dataset)
 
@@ -239,6 +279,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       say(f"warning: config.data.mixture differs from the one checkpoint {latest} was trained "
           f"with ({saved_meta.get('mixture')}); the data stream does not continue exactly")
     say(f"resumed from {checkpointer.directory} step {latest}")
+  elif cfg.get("init_from"):
+    # Fine-tuning: start from another checkpoint's parameters (once; a resume takes the branch above).
+    state = trainer.init_state_from(cfg.init_from)
+    say(f"initialised the parameters from {cfg.init_from}")
   else:
     state = trainer.init_state()
   start = int(jax.device_get(state["step"]))
@@ -302,12 +346,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
               f"{last['tokens_per_sec']:.0f} tokens/s")
         totals = {k: np.zeros(len(task_names)) for k in totals}
         window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0}
-      if step % cfg.train.checkpoint_every == 0 or step == num_steps or stop["signal"]:
+      stopping = any_process(stop["signal"] is not None)
+      if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)
       if cfg.train.eval_every and step % cfg.train.eval_every == 0:
         evaluator = periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluator, writer)
-      if stop["signal"]:
-        say(f"received signal {stop['signal']}: saved step {step}, exiting")
+      if stopping:
+        say(f"received signal {stop['signal'] or 'on another process'}: saved step {step}, exiting")
         break
   finally:
     progress.close()
@@ -329,6 +374,16 @@ def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, wri
   writer.write(step, {"eval": scores, "eval_above_baseline": beaten, "eval_metrics_compared": compared})
   say(f"step {step}: evaluation above the baseline on {beaten} of {compared} metrics")
   return evaluator
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process when it is True on any: a preemption signal reaches the hosts of a
+  pod at different steps, and a process that saved and left alone would hang the others in
+  their next collective."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def _nonzero(names, counts) -> dict[str, int]:
