@@ -10,21 +10,25 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from medpalm_m.model.layers import param
+from medpalm_m.model.layers import RMSNorm, param
 
 # Large negative instead of -inf: a fully masked row (padding queries) must give finite values,
 # not NaN, or the NaN leaks into gradients through the masked loss.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float) -> jax.Array:
+def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float,
+               scale_factor: float = 1.0) -> jax.Array:
   """Rotary embedding on the last axis of x [B, T, heads, head_dim] at integer positions [B, T].
 
-  The split-halves layout (as in PaLM/T5X and Gemma), not interleaved pairs.
+  The split-halves layout (as in PaLM/T5X and Gemma), not interleaved pairs. `scale_factor` > 1
+  is linear RoPE scaling (positions divided by it), as Gemma 3's global layers use.
   """
   head_dim = x.shape[-1]
   fraction = 2 * jnp.arange(head_dim // 2, dtype=jnp.float32) / head_dim
   timescale = max_wavelength**fraction
+  if scale_factor != 1.0:
+    timescale = timescale * scale_factor
   angles = positions[..., None, None].astype(jnp.float32) / timescale  # [B, T, 1, head_dim/2]
   sin, cos = jnp.sin(angles), jnp.cos(angles)
   first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
@@ -35,17 +39,31 @@ def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float) -> jax
 class Attention(nnx.Module):
 
   def __init__(self, width: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
-               rope_max_wavelength: float, logit_softcap: float | None, rngs: nnx.Rngs):
+               rope_max_wavelength: float, logit_softcap: float | None, rngs: nnx.Rngs,
+               rope_scale_factor: float = 1.0, query_pre_attn_scalar: float | None = None,
+               qk_norm: bool = False, norm_eps: float = 1e-6, sliding_window: int | None = None):
+    """Gemma fields: `query_pre_attn_scalar` replaces head_dim in the 1/sqrt logit scaling (Gemma 2
+    27B and Gemma 3 set it); `qk_norm` RMS-normalises each query and key head before RoPE (Gemma
+    3); `sliding_window` makes a local layer: a query sees only keys fewer than that many positions
+    away (Gemma 2/3)."""
     if num_heads % num_kv_heads:
       raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
     self.rope_max_wavelength = rope_max_wavelength
+    self.rope_scale_factor = rope_scale_factor
     self.logit_softcap = logit_softcap
+    self.logit_scale = (query_pre_attn_scalar if query_pre_attn_scalar is not None else head_dim) ** -0.5
+    self.sliding_window = sliding_window
+    self.query_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
+    self.key_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
     self.query = param(rngs, (width, num_heads, head_dim), ("embed", "heads", "head_dim"))
     self.key = param(rngs, (width, num_kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
     self.value = param(rngs, (width, num_kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
     self.out = param(rngs, (num_heads, head_dim, width), ("heads", "head_dim", "embed"),
                      fan_in=num_heads * head_dim)
+    # Off: training and decoding never store the [T, S] probabilities. Inspection turns it on
+    # (`model.set_attributes(capture_attention=True)`) inside `nnx.capture(..., nnx.Intermediate)`.
+    self.capture_attention = False
 
   def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
                cache: dict | None = None, cache_index: jax.Array | None = None):
@@ -54,29 +72,44 @@ class Attention(nnx.Module):
     Without a cache S == T. With a cache {'k','v': [B, S, kv_heads, head_dim]} the new keys and
     values are written at `cache_index` (same slot for the whole batch, so shapes stay static
     while each example keeps its own RoPE positions) and the queries attend over all S slots.
+    A local layer's cache also holds each slot's position ('positions' [B, S]) for its window.
     Returns (output [B, T, D], updated cache or None).
     """
     dtype = x.dtype
     q = jnp.einsum("btd,dnh->btnh", x, self.query.value.astype(dtype))
     k = jnp.einsum("btd,dkh->btkh", x, self.key.value.astype(dtype))
     v = jnp.einsum("btd,dkh->btkh", x, self.value.value.astype(dtype))
-    q = apply_rope(q, positions, self.rope_max_wavelength)
-    k = apply_rope(k, positions, self.rope_max_wavelength)
+    if self.query_norm is not None:
+      q, k = self.query_norm(q), self.key_norm(k)
+    q = apply_rope(q, positions, self.rope_max_wavelength, self.rope_scale_factor)
+    k = apply_rope(k, positions, self.rope_max_wavelength, self.rope_scale_factor)
 
+    key_positions = positions
     if cache is not None:
       k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), cache_index, axis=1)
       v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v.astype(cache["v"].dtype), cache_index, axis=1)
-      cache = {"k": k, "v": v}
+      new_cache = {"k": k, "v": v}
+      if self.sliding_window is not None:
+        key_positions = jax.lax.dynamic_update_slice_in_dim(
+            cache["positions"], positions.astype(cache["positions"].dtype), cache_index, axis=1)
+        new_cache["positions"] = key_positions
+      cache = new_cache
       k, v = k.astype(dtype), v.astype(dtype)
+    if self.sliding_window is not None:
+      # Symmetric window on positions ANDed with the mask, as big_vision and the gemma library do.
+      distance = jnp.abs(positions[:, :, None] - key_positions[:, None, :])
+      mask = jnp.logical_and(mask, distance < self.sliding_window)
 
     batch, length = q.shape[:2]
     groups = self.num_heads // self.num_kv_heads
     q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k).astype(jnp.float32) * self.head_dim**-0.5
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k).astype(jnp.float32) * self.logit_scale
     if self.logit_softcap is not None:
       logits = jnp.tanh(logits / self.logit_softcap) * self.logit_softcap
     logits = jnp.where(mask[:, None, None, :, :], logits, _MASK_VALUE)
     weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+    if self.capture_attention:
+      self.sow(nnx.Intermediate, "attention_weights", weights)  # [B, kv_heads, groups, T, S]
     attended = jnp.einsum("bkgts,bskh->btkgh", weights, v)
     attended = attended.reshape(batch, length, self.num_heads, self.head_dim)
     return jnp.einsum("btnh,nhd->btd", attended, self.out.value.astype(dtype)), cache

@@ -48,9 +48,7 @@ def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_to
   batch, length = tokens.shape
   positions = jnp.arange(length)[None, :]
   input_mask = positions < prompt_length[:, None]
-  if model.cfg.attention == "causal":
-    mask_ar = jnp.ones_like(mask_ar)
-  prompt_mask = attention_mask(input_mask, mask_ar)  # [B, T, T]
+  prompt_mask = attention_mask(input_mask, model.autoregressive_mask(tokens, mask_ar))  # [B, T, T]
   prefill_mask = jnp.pad(prompt_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
   cache = model.decoder.init_cache(batch, length + max_new_tokens, model.dtype)
   x = model.embed_inputs(tokens, images)

@@ -3,8 +3,10 @@
 PaLM: parallel block `x + attn(norm(x)) + mlp(norm(x))`, SwiGLU, multi-query attention, RoPE,
 no biases, LayerNorm without bias, input/output embedding shared.
 Gemma: sequential block with pre/post norms, RMSNorm, GeGLU, embeddings scaled by sqrt(width),
-optional attention and final-logit soft-capping. One model, chosen by fields, so that open
-checkpoints (PaliGemma, MedGemma) import into the same code.
+optional attention and final-logit soft-capping; Gemma 2/3 add local (sliding-window) layers
+between global ones, Gemma 3 query/key norms and a separate RoPE wavelength for local layers.
+One model, chosen by fields, so that open checkpoints (PaliGemma, MedGemma) import into the same
+code (`medpalm_m.convert`).
 """
 
 from __future__ import annotations
@@ -42,9 +44,32 @@ class DecoderConfig:
   rope_max_wavelength: float = 10_000.0
   dropout: float = 0.0
   remat: Literal["none", "full", "dots"] = "none"
+  norm_eps: float = 1e-6
+  qk_norm: bool = False  # Gemma 3: RMSNorm on each query and key head before RoPE
+  query_pre_attn_scalar: float | None = None  # attention logits times this**-0.5; None: head_dim
+  # Layer i is global or local by attention_pattern[i % len(attention_pattern)]: Gemma 2 is
+  # ("local", "global"), Gemma 3 five local layers then one global. Local layers attend within
+  # sliding_window positions and use local_rope_max_wavelength (None: rope_max_wavelength).
+  attention_pattern: tuple[Literal["global", "local"], ...] = ("global",)
+  sliding_window: int | None = None
+  local_rope_max_wavelength: float | None = None
+  rope_scale_factor: float = 1.0  # linear RoPE scaling of the global layers (Gemma 3 4B+: 8)
+
+  def __post_init__(self):
+    object.__setattr__(self, "attention_pattern", tuple(self.attention_pattern))  # lists from JSON
+    unknown = set(self.attention_pattern) - {"global", "local"}
+    if unknown or not self.attention_pattern:
+      raise ValueError(f"model.decoder.attention_pattern must be a non-empty sequence of 'global' "
+                       f"and 'local', got {list(self.attention_pattern)}")
+    if "local" in self.attention_pattern and not self.sliding_window:
+      raise ValueError("model.decoder.attention_pattern has local layers: set model.decoder.sliding_window")
+
+  def is_local(self, layer: int) -> bool:
+    return self.attention_pattern[layer % len(self.attention_pattern)] == "local"
 
   def num_params(self) -> int:
     attn = self.width * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
+    attn += 2 * self.head_dim if self.qk_norm else 0
     mlp = 3 * self.width * self.mlp_dim
     norms = (2 if self.block == "sequential" else 1) * self.width * (2 if self.post_norms else 1)
     return self.depth * (attn + mlp + norms) + self.vocab_size * self.width + self.width
@@ -52,18 +77,26 @@ class DecoderConfig:
 
 class DecoderBlock(nnx.Module):
 
-  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, local: bool = False):
     self.parallel = cfg.block == "parallel"
     if cfg.block not in ("parallel", "sequential"):
       raise ValueError(f"model.decoder.block must be 'parallel' or 'sequential', got {cfg.block!r}")
-    self.attn_norm = make_norm(cfg.norm, cfg.width, rngs)
+    norm = lambda: make_norm(cfg.norm, cfg.width, rngs, cfg.norm_eps)
+    wavelength = cfg.rope_max_wavelength
+    if local and cfg.local_rope_max_wavelength is not None:
+      wavelength = cfg.local_rope_max_wavelength
+    self.attn_norm = norm()
     self.attn = Attention(cfg.width, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
-                          rope_max_wavelength=cfg.rope_max_wavelength,
-                          logit_softcap=cfg.attn_logit_softcap, rngs=rngs)
+                          rope_max_wavelength=wavelength,
+                          rope_scale_factor=1.0 if local else cfg.rope_scale_factor,
+                          logit_softcap=cfg.attn_logit_softcap,
+                          query_pre_attn_scalar=cfg.query_pre_attn_scalar, qk_norm=cfg.qk_norm,
+                          norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window if local else None,
+                          rngs=rngs)
     self.mlp = GatedMLP(cfg.width, cfg.mlp_dim, cfg.mlp_activation, rngs=rngs)
-    self.mlp_norm = None if self.parallel else make_norm(cfg.norm, cfg.width, rngs)
-    self.post_attn_norm = make_norm(cfg.norm, cfg.width, rngs) if cfg.post_norms else None
-    self.post_mlp_norm = make_norm(cfg.norm, cfg.width, rngs) if cfg.post_norms else None
+    self.mlp_norm = None if self.parallel else norm()
+    self.post_attn_norm = norm() if cfg.post_norms else None
+    self.post_mlp_norm = norm() if cfg.post_norms else None
     self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 
   def __call__(self, x, positions, mask, cache=None, cache_index=None):
@@ -95,8 +128,8 @@ class Decoder(nnx.Module):
     # stay O(1); Gemma's input scaling by sqrt(width) expects small embeddings instead.
     stddev = 1.0 / math.sqrt(cfg.width) if cfg.scale_embeddings else 1.0
     self.embedding = param(rngs, (cfg.vocab_size, cfg.width), ("vocab", "embed"), stddev=stddev)
-    self.blocks = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
-    self.final_norm = make_norm(cfg.norm, cfg.width, rngs)
+    self.blocks = nnx.List([DecoderBlock(cfg, rngs=rngs, local=cfg.is_local(i)) for i in range(cfg.depth)])
+    self.final_norm = make_norm(cfg.norm, cfg.width, rngs, cfg.norm_eps)
 
   def embed(self, tokens: jax.Array, dtype) -> jax.Array:
     x = jnp.take(self.embedding.value, tokens, axis=0).astype(dtype)
@@ -127,4 +160,10 @@ class Decoder(nnx.Module):
 
   def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> list[dict]:
     shape = (batch, length, self.cfg.num_kv_heads, self.cfg.head_dim)
-    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(self.cfg.depth)]
+    cache = []
+    for i in range(self.cfg.depth):
+      layer = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+      if self.cfg.is_local(i):
+        layer["positions"] = jnp.zeros((batch, length), jnp.int32)
+      cache.append(layer)
+    return cache

@@ -50,10 +50,14 @@ class LayerNorm(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-  """Gemma's RMSNorm with the `(1 + scale)` parameterisation, so imported weights load as they are."""
+  """Gemma's RMSNorm with the `(1 + scale)` parameterisation, so imported weights load as they are.
 
-  def __init__(self, dim: int, *, rngs: nnx.Rngs, eps: float = 1e-6):
-    self.scale = param(rngs, (dim,), ("embed",), value=0.0)
+  `axis` names the normalised dimension: 'embed' for the residual stream, 'head_dim' for Gemma 3's
+  query/key norms, 'embed_vit' for the norm of image tokens before the projector.
+  """
+
+  def __init__(self, dim: int, *, rngs: nnx.Rngs, eps: float = 1e-6, axis: str = "embed"):
+    self.scale = param(rngs, (dim,), (axis,), value=0.0)
     self.eps = eps
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -63,11 +67,11 @@ class RMSNorm(nnx.Module):
     return (y * (1.0 + self.scale.value)).astype(dtype)
 
 
-def make_norm(kind: str, dim: int, rngs: nnx.Rngs) -> LayerNorm | RMSNorm:
+def make_norm(kind: str, dim: int, rngs: nnx.Rngs, eps: float = 1e-6) -> LayerNorm | RMSNorm:
   if kind == "layernorm":
-    return LayerNorm(dim, use_bias=False, rngs=rngs)
+    return LayerNorm(dim, use_bias=False, rngs=rngs, eps=eps)
   if kind == "rmsnorm":
-    return RMSNorm(dim, rngs=rngs)
+    return RMSNorm(dim, rngs=rngs, eps=eps)
   raise ValueError(f"model.decoder.norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
 
 

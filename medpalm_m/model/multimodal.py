@@ -5,11 +5,17 @@ Token ids carry `image_token_id` in every slot that an image occupies (preproces
 patch tokens through a learned affine projector into the decoder's embedding space, and writes
 the tokens of image k into the slots of placeholder k, in reading order. Everything else is the
 decoder's own token embedding. Any number of images at any positions, different per example.
+
+Gemma 3 (MedGemma) reaches this by fields: its image tokens are average-pooled to
+`image_pool_tokens`, RMS-normalised (`projector_norm`) and projected without a bias; the tokens of
+one image attend to each other both ways inside an otherwise causal sequence
+(attention='causal_bidirectional_images').
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal, Mapping
 
 import jax
@@ -18,7 +24,7 @@ from flax import nnx
 
 from medpalm_m.model.attention import attention_mask
 from medpalm_m.model.decoder import Decoder, DecoderConfig
-from medpalm_m.model.layers import param
+from medpalm_m.model.layers import RMSNorm, param
 from medpalm_m.model.vit import ViT, ViTConfig
 
 
@@ -27,8 +33,11 @@ class ModelConfig:
   vit: ViTConfig
   decoder: DecoderConfig
   image_token_id: int
-  attention: Literal["prefix_lm", "causal"] = "causal"
+  attention: Literal["prefix_lm", "causal", "causal_bidirectional_images"] = "causal"
   dtype: str = "float32"  # compute dtype; parameters stay float32
+  projector_bias: bool = True
+  projector_norm: bool = False  # RMSNorm on image tokens before the projector (Gemma 3)
+  image_pool_tokens: int | None = None  # average-pool the patch grid to this many tokens (Gemma 3: 256)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
@@ -40,8 +49,14 @@ class ModelConfig:
     vit = _build(ViTConfig, d.pop("vit"), "model.vit")
     decoder = _build(DecoderConfig, d.pop("decoder"), "model.decoder")
     cfg = cls(vit=vit, decoder=decoder, **d)
-    if cfg.attention not in ("prefix_lm", "causal"):
-      raise ValueError(f"model.attention must be 'prefix_lm' or 'causal', got {cfg.attention!r}")
+    if cfg.attention not in ("prefix_lm", "causal", "causal_bidirectional_images"):
+      raise ValueError(f"model.attention must be 'prefix_lm', 'causal' or "
+                       f"'causal_bidirectional_images', got {cfg.attention!r}")
+    if cfg.image_pool_tokens is not None:
+      side, grid = math.isqrt(cfg.image_pool_tokens), math.isqrt(vit.num_patches)
+      if side * side != cfg.image_pool_tokens or grid % side:
+        raise ValueError(f"model.image_pool_tokens {cfg.image_pool_tokens} must be a square whose "
+                         f"side divides the {grid}x{grid} patch grid")
     if not 0 <= cfg.image_token_id < decoder.vocab_size:
       raise ValueError(f"model.image_token_id {cfg.image_token_id} is outside the vocabulary "
                        f"(model.decoder.vocab_size={decoder.vocab_size})")
@@ -49,10 +64,12 @@ class ModelConfig:
 
   @property
   def num_image_tokens(self) -> int:
-    return self.vit.num_patches
+    return self.image_pool_tokens or self.vit.num_patches
 
   def num_params(self) -> dict[str, int]:
-    projector = self.vit.width * self.decoder.width + self.decoder.width
+    projector = self.vit.width * self.decoder.width
+    projector += self.decoder.width if self.projector_bias else 0
+    projector += self.vit.width if self.projector_norm else 0
     counts = {"vit": self.vit.num_params(), "projector": projector,
               "decoder": self.decoder.num_params()}
     counts["total"] = sum(counts.values())
@@ -73,8 +90,11 @@ class MedPaLMM(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     self.vit = ViT(cfg.vit, rngs=rngs)
+    self.projector_norm = (RMSNorm(cfg.vit.width, rngs=rngs, eps=cfg.vit.norm_eps, axis="embed_vit")
+                           if cfg.projector_norm else None)
     self.projector = param(rngs, (cfg.vit.width, cfg.decoder.width), ("embed_vit", "embed"))
-    self.projector_bias = param(rngs, (cfg.decoder.width,), ("embed",), value=0.0)
+    self.projector_bias = (param(rngs, (cfg.decoder.width,), ("embed",), value=0.0)
+                           if cfg.projector_bias else None)
     self.decoder = Decoder(cfg.decoder, rngs=rngs)
 
   @property
@@ -82,12 +102,33 @@ class MedPaLMM(nnx.Module):
     return jnp.dtype(self.cfg.dtype)
 
   def encode_images(self, images: jax.Array) -> jax.Array:
-    """uint8 images [B, K, H, W, 3] -> projected patch tokens [B, K, num_patches, width]."""
+    """uint8 images [B, K, H, W, 3] -> projected image tokens [B, K, num_image_tokens, width]."""
     b, k = images.shape[:2]
     x = images.reshape(b * k, *images.shape[2:]).astype(self.dtype) / 127.5 - 1.0
     tokens = self.vit(x)
-    tokens = tokens @ self.projector.value.astype(self.dtype) + self.projector_bias.value.astype(self.dtype)
+    if self.cfg.image_pool_tokens is not None:
+      tokens = _average_pool(tokens, self.cfg.image_pool_tokens)
+    if self.projector_norm is not None:
+      tokens = self.projector_norm(tokens)
+    tokens = tokens @ self.projector.value.astype(self.dtype)
+    if self.projector_bias is not None:
+      tokens = tokens + self.projector_bias.value.astype(self.dtype)
     return tokens.reshape(b, k, *tokens.shape[1:])
+
+  def autoregressive_mask(self, tokens: jax.Array, mask_ar: jax.Array) -> jax.Array:
+    """The mask_ar (see `attention.attention_mask`) that config.model.attention implies.
+
+    'prefix_lm' keeps the given one, 'causal' makes every token causal, and
+    'causal_bidirectional_images' makes every token causal except that each run of image slots
+    is one bidirectional block (Gemma 3): only the first slot of a run starts a new block.
+    """
+    if self.cfg.attention == "prefix_lm":
+      return mask_ar
+    if self.cfg.attention == "causal":
+      return jnp.ones_like(mask_ar)
+    is_image = tokens == self.cfg.image_token_id
+    follows_image = jnp.pad(is_image, ((0, 0), (1, 0)))[:, :-1]
+    return jnp.where(is_image & follows_image, 0, 1).astype(mask_ar.dtype)
 
   def embed_inputs(self, tokens: jax.Array, images: jax.Array | None) -> jax.Array:
     """Multimodal sentence embedding [B, T, D]: text embeddings with image tokens in their slots."""
@@ -104,11 +145,19 @@ class MedPaLMM(nnx.Module):
 
   def __call__(self, tokens: jax.Array, images: jax.Array | None, input_mask: jax.Array,
                mask_ar: jax.Array) -> jax.Array:
-    """Logits [B, T, vocab] for a right-padded batch. In 'causal' mode mask_ar is ignored."""
-    if self.cfg.attention == "causal":
-      mask_ar = jnp.ones_like(mask_ar)
-    mask = attention_mask(input_mask, mask_ar)
+    """Logits [B, T, vocab] for a right-padded batch. Only 'prefix_lm' mode reads mask_ar."""
+    mask = attention_mask(input_mask, self.autoregressive_mask(tokens, mask_ar))
     positions = jnp.cumsum(input_mask, axis=1) - 1
     x = self.embed_inputs(tokens, images)
     logits, _ = self.decoder(x, positions, mask)
     return logits
+
+
+def _average_pool(tokens: jax.Array, num_tokens: int) -> jax.Array:
+  """Patch tokens [N, grid*grid, D] (row-major grid) -> [N, num_tokens, D]: the mean of each
+  non-overlapping k x k window, as Gemma 3's AvgPool2d over the patch grid."""
+  n, p, d = tokens.shape
+  grid, side = math.isqrt(p), math.isqrt(num_tokens)
+  k = grid // side
+  windows = tokens.reshape(n, side, k, side, k, d)
+  return windows.mean(axis=(2, 4)).reshape(n, num_tokens, d)

@@ -1,4 +1,9 @@
-"""Vision Transformer encoder: every patch token out, no class token (as in PaLM-E / PaLI)."""
+"""Vision Transformer encoder: every patch token out, no class token (as in PaLM-E / PaLI).
+
+The same shape as SigLIP's vision tower without its attention-pooling head (biases everywhere,
+tanh-approximated GELU, a final LayerNorm), so PaliGemma's and Gemma 3's encoders import as
+they are: a patch embedding stored as one [p*p*3, width] matrix is their stride-p convolution.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class ViTConfig:
   mlp_dim: int = 3072
   dropout: float = 0.0
   remat: Literal["none", "full"] = "none"
+  norm_eps: float = 1e-6
 
   @property
   def num_patches(self) -> int:
@@ -44,12 +50,12 @@ class ViTBlock(nnx.Module):
     if w % heads:
       raise ValueError(f"model.vit.width {w} is not divisible by num_heads {heads}")
     self.num_heads, self.head_dim = heads, w // heads
-    self.norm1 = LayerNorm(w, use_bias=True, rngs=rngs)
+    self.norm1 = LayerNorm(w, use_bias=True, rngs=rngs, eps=cfg.norm_eps)
     self.qkv = param(rngs, (w, 3, heads, w // heads), ("embed", None, "heads", "head_dim"))
     self.qkv_bias = param(rngs, (3, heads, w // heads), (None, "heads", "head_dim"), value=0.0)
     self.out = param(rngs, (heads, w // heads, w), ("heads", "head_dim", "embed"), fan_in=w)
     self.out_bias = param(rngs, (w,), ("embed",), value=0.0)
-    self.norm2 = LayerNorm(w, use_bias=True, rngs=rngs)
+    self.norm2 = LayerNorm(w, use_bias=True, rngs=rngs, eps=cfg.norm_eps)
     self.mlp_in = param(rngs, (w, cfg.mlp_dim), ("embed", "mlp"))
     self.mlp_in_bias = param(rngs, (cfg.mlp_dim,), ("mlp",), value=0.0)
     self.mlp_out = param(rngs, (cfg.mlp_dim, w), ("mlp", "embed"))
@@ -82,7 +88,7 @@ class ViT(nnx.Module):
     self.patch_bias = param(rngs, (w,), ("embed",), value=0.0)
     self.pos_embed = param(rngs, (cfg.num_patches, w), ("patches", "embed"), stddev=0.02)
     self.blocks = nnx.List([ViTBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
-    self.final_norm = LayerNorm(w, use_bias=True, rngs=rngs)
+    self.final_norm = LayerNorm(w, use_bias=True, rngs=rngs, eps=cfg.norm_eps)
 
   def __call__(self, images: jax.Array) -> jax.Array:
     """images [N, H, W, 3] float in [-1, 1] -> patch tokens [N, num_patches, width]."""

@@ -1,0 +1,49 @@
+import pytest
+
+# transformers (with CPU torch) is the reference these tests compare with: a test-only dependency.
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tests.convert import reference  # noqa: E402  (needs torch and transformers)
+
+FAMILIES = ("paligemma", "paligemma2", "gemma3")
+
+
+def small_base_config():
+  """The fine-tune config's sections, on this machine's one CPU device and a short sequence."""
+  from configs import paligemma_multimedbench
+  cfg = paligemma_multimedbench.get_config()
+  cfg.mesh = dict(data=-1, fsdp=1, tensor=1)
+  cfg.data.max_prompt_tokens = 24
+  cfg.data.max_target_tokens = 8
+  cfg.train.batch_size = 2
+  cfg.eval.batch_size = 2
+  return cfg
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+  """{family: (transformers model, its save_pretrained folder, our imported workdir, summary)}."""
+  from medpalm_m.convert import import_checkpoint
+  root = tmp_path_factory.mktemp("convert")
+  out = {}
+  for i, name in enumerate(FAMILIES):
+    model = reference.build(name, seed=i)
+    hf_dir = str(root / f"{name}_hf")
+    model.save_pretrained(hf_dir)
+    workdir = str(root / f"{name}_imported")
+    summary = import_checkpoint(hf_dir, workdir, small_base_config())
+    out[name] = (model, hf_dir, workdir, summary)
+  return out
+
+
+@pytest.fixture(scope="session")
+def imported_models(checkpoints):
+  """{family: (our model bound to the imported parameters, its ModelConfig)} via evaluate's loader."""
+  from medpalm_m.evaluate import load_params
+  from medpalm_m.generate import load_config
+  out = {}
+  for name, (_, _, workdir, _) in checkpoints.items():
+    trainer, params, _ = load_params(load_config(workdir), workdir, None)
+    out[name] = (trainer.template.bind(params), trainer.model_cfg)
+  return out
