@@ -25,3 +25,28 @@ def synthetic_data_dir(tmp_path_factory):
     fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others wait and reuse it
     synthetic.build(str(data_dir), verbose=False)
   return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
+  """A workdir such as `make run` leaves, in miniature, for tests that only read one (the notebooks
+  and medpalm_m.inspection): tests/small_config.py trained 4 steps with metrics logged at every
+  step and evaluated at steps 2 and 4 (eval/step_N.json). Built once per session, shared by
+  pytest-xdist workers."""
+  import fcntl
+
+  from medpalm_m import train
+  from tests import small_config
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  workdir = root / "evaluated_workdir"
+  with open(root / "evaluated_workdir.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (workdir / "eval" / "step_4.json").exists():
+      cfg = small_config.get_config()
+      cfg.data.update(data_dir=synthetic_data_dir, build_synthetic=False)  # built above
+      cfg.train.update(num_steps=4, eval_every=2, checkpoint_every=4)  # one checkpoint: step 4
+      cfg.eval.max_examples_per_task = 4
+      train.train(cfg, str(workdir))
+  return str(workdir)
