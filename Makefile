@@ -1,5 +1,6 @@
-# The two commands of the README. Each creates .venv and installs requirements.txt on first use
-# (and again whenever requirements.txt or pyproject.toml changes); later runs reuse it.
+# The two commands of the README. Each creates .venv and installs what it needs on first use
+# (requirements.txt; the tests also requirements-test.txt), again whenever those files change;
+# later runs reuse it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,10 +18,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
 # Train the tiny default on the synthetic MultiMedBench-mini (built on first use), then evaluate.
 run: $(VENV)/.installed
 	$(PY) -m medpalm_m.train --config=configs/tiny.py --workdir=$(WORKDIR) --config.data.data_dir=$(DATA_DIR)
 	$(PY) -m medpalm_m.evaluate --config=configs/tiny.py --workdir=$(WORKDIR) --config.data.data_dir=$(DATA_DIR)
 
-test: $(VENV)/.installed
+# The real-BAM pileup test reads Debian's python-pysam-tests (installed where apt and root allow;
+# the test says why it skips elsewhere).
+test: $(VENV)/.installed-test
+	sh tests/data/fetch_pysam_test_data.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) -q --durations=15
