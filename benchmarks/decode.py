@@ -42,7 +42,7 @@ def main():
   model_cfg = ModelConfig.from_dict(cfg.model)
   template, params = ModelTemplate.create(model_cfg, cfg.seed)
   if args.workdir:
-    params, step = evaluate.load_params(cfg, args.workdir, None)
+    _, params, step = evaluate.load_params(cfg, args.workdir, None)
     print(f"parameters of {args.workdir} at step {step}")
   task = tasks.get(args.task)
   preprocessor = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, model_cfg), {args.task: 0})
