@@ -52,9 +52,9 @@ def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_to
   prefill_mask = jnp.pad(prompt_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
   cache = model.decoder.init_cache(batch, length + max_new_tokens, model.dtype)
   x = model.embed_inputs(tokens, images)
-  logits, cache = model.decoder(x, jnp.broadcast_to(positions, (batch, length)), prefill_mask, cache, 0)
-  last = jnp.take_along_axis(logits, (prompt_length - 1)[:, None, None], axis=1)[:, 0]
-  return cache, last
+  logits, cache = model.decoder(x, jnp.broadcast_to(positions, (batch, length)), prefill_mask, cache, 0,
+                                logits_at=prompt_length - 1)
+  return cache, logits[:, 0]
 
 
 def _extend(model: MedPaLMM, cache, token, prompt_length, length: int, t):

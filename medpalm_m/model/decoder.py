@@ -138,8 +138,14 @@ class Decoder(nnx.Module):
     return x
 
   def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
-               cache: list | None = None, cache_index: jax.Array | None = None):
-    """Embedded inputs x [B, T, D] -> (logits [B, T, vocab] in float32, updated cache)."""
+               cache: list | None = None, cache_index: jax.Array | None = None,
+               logits_at: jax.Array | None = None):
+    """Embedded inputs x [B, T, D] -> (logits [B, T, vocab] in float32, updated cache).
+
+    With `logits_at` [B] only the logits at that position of each example are computed
+    ([B, 1, vocab]): a prefill needs just the last prompt token's, and projecting every prompt
+    position onto the vocabulary would be most of its work at a large vocabulary.
+    """
     new_cache = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache[i]
@@ -149,6 +155,8 @@ class Decoder(nnx.Module):
       else:
         x, layer_cache = block(x, positions, mask, layer_cache, cache_index)
       new_cache.append(layer_cache)
+    if logits_at is not None:
+      x = jnp.take_along_axis(x, logits_at[:, None, None], axis=1)
     x = self.final_norm(x)
     logits = jnp.einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
     if not self.cfg.scale_embeddings:
