@@ -75,7 +75,7 @@ def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
       num_workers=8,
   )
   c.train = dict(
-      num_steps=20_000,  # not reported by the paper; as configs/medpalm_m_12b_multimedbench.py
+      num_steps=10_000,  # not reported by the paper; the placeholder of configs/medpalm_m_12b.py
       batch_size=128,
       grad_accum_steps=1,
       z_loss=1e-4,
