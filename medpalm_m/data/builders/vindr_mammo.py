@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 from typing import Iterator, Sequence
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from medpalm_m.data import tasks
-from medpalm_m.data import tokenizer
 from medpalm_m.data.builders import base
 from medpalm_m.data.builders import referenced_files
+from medpalm_m.data.synthetic import mammography
 
 ANNOTATIONS_CSV = "breast-level_annotations.csv"
 BIRADS = ("1", "2", "3", "4", "5")  # options, in label order
@@ -94,27 +93,10 @@ INSTRUCTION = ("Instructions: You are a helpful medical assistant. The following
                "mammography reading. Provide a breast-level assessment based on the BI-RADS categories.")
 
 
-def _query(record: tasks.Record) -> str:
-  view = f"{LATERALITY[tasks.text(record['laterality'])]} {VIEWS[tasks.text(record['view'])]}"
-  return (f"Given mammogram image {tokenizer.IMAGE_MARKER}. Image view: {view} "
-          f"Q: What is the most likely breast BI-RADS score? {tasks.multiple_choice(BIRADS)} A:")
-
-
-def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [INSTRUCTION]
-  for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
-    parts.append(tokenizer.escape_image_markers(_query(exemplar)) + " " + BIRADS[int(exemplar["label"])])
-  parts.append(_query(record))
-  label = int(record["label"])
-  return {"id": tasks.text(record["id"]), "task": "vindr_mammo",
-          "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": BIRADS[label], "label": label}
-
-
 TASK = tasks.register(tasks.Task(
     name="vindr_mammo",
     builder=VindrMammo,
-    formatter=format_example,
+    formatter=mammography.vindr_formatter("vindr_mammo", INSTRUCTION),
     metrics=("macro_auc", "macro_f1"),
     options=BIRADS,
     num_exemplars=1,

@@ -135,21 +135,27 @@ def _vindr_query(record: tasks.Record) -> str:
           f"Q: What is the most likely breast BI-RADS score? {tasks.multiple_choice(BIRADS_OPTIONS)} A:")
 
 
-def format_vindr(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [VINDR_INSTRUCTION]
-  for exemplar in exemplars:
-    parts.append(tokenizer.escape_image_markers(_vindr_query(exemplar)) + " "
-                 + BIRADS_OPTIONS[int(exemplar["label"])])
-  parts.append(_vindr_query(record))
-  label = int(record["label"])
-  return {
-      "id": tasks.text(record["id"]),
-      "task": "synthetic_vindr_mammo",
-      "images": [np.asarray(record["image"])],
-      "prompt": " ".join(parts),
-      "target": BIRADS_OPTIONS[label],
-      "label": label,
-  }
+def vindr_formatter(task_name: str, instruction: str):
+  """The VinDr-Mammo prompt (view, BI-RADS question, text-only 1-shot exemplar) under an
+  instruction; the real builder (medpalm_m/data/builders/vindr_mammo.py) uses it with the paper's."""
+
+  def format_vindr(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
+    parts = [instruction]
+    for exemplar in exemplars:
+      parts.append(tokenizer.escape_image_markers(_vindr_query(exemplar)) + " "
+                   + BIRADS_OPTIONS[int(exemplar["label"])])
+    parts.append(_vindr_query(record))
+    label = int(record["label"])
+    return {
+        "id": tasks.text(record["id"]),
+        "task": task_name,
+        "images": [np.asarray(record["image"])],
+        "prompt": " ".join(parts),
+        "target": BIRADS_OPTIONS[label],
+        "label": label,
+    }
+
+  return format_vindr
 
 
 # CBIS-DDSM ------------------------------------------------------------------------------------
@@ -263,7 +269,7 @@ def format_cbis(record: tasks.Record, exemplars: Sequence[tasks.Record], *, task
 VINDR_TASK = tasks.register(tasks.Task(
     name="synthetic_vindr_mammo",
     builder=SyntheticVindrMammo,
-    formatter=format_vindr,
+    formatter=vindr_formatter("synthetic_vindr_mammo", VINDR_INSTRUCTION),
     metrics=("macro_auc", "macro_f1"),
     options=BIRADS_OPTIONS,
     num_exemplars=1,
