@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -44,7 +45,11 @@ def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, opta
   else:
     raise ValueError(f"config.optimizer.name must be 'adafactor', 'adamw' or 'sgd', got {opt.name!r}")
   chain = [optax.clip_by_global_norm(opt.clip_norm)] if opt.clip_norm else []
-  tx = optax.chain(*chain, base)
+  multipliers = dict(opt.get("lr_multipliers", None) or {})
+  if multipliers:
+    tx = optax.chain(*chain, base, scale_by_parameter(multipliers, params))
+  else:
+    tx = optax.chain(*chain, base)
   if opt.freeze:
     # Off by default: the paper fine-tunes every parameter. A regex over parameter paths
     # (e.g. "^vit/") freezes the matching ones.
@@ -55,6 +60,44 @@ def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, opta
       raise ValueError(f"config.optimizer.freeze={opt.freeze!r} matches no parameter")
     tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
+
+
+def scale_by_parameter(multipliers: dict[str, float], params: Any) -> optax.GradientTransformation:
+  """Multiplies each parameter's update (so its learning rate) by the value of the regex in
+  `multipliers` (config.optimizer.lr_multipliers) that its path matches; 1 if none. Two regexes
+  matching one parameter are refused: the order of a config's keys is not kept everywhere.
+
+  Adafactor and Adam normalise every element's step to about the learning rate whatever the
+  parameter's scale, so one rate cannot suit a [p*p*3, width] patch embedding with 0.02-sized
+  weights and a decoder matrix alike: in the tiny default the rate that the text tasks need
+  turned the ViT's patch embedding into noise (chest X-ray AUC 57 at 3e-3, 71 at 1e-3).
+  """
+  patterns = [(re.compile(pattern), float(value)) for pattern, value in multipliers.items()]
+  for pattern, value in patterns:
+    if value < 0:
+      raise ValueError(f"config.optimizer.lr_multipliers[{pattern.pattern!r}] is {value}; "
+                       "multipliers must be >= 0 (0 freezes, like config.optimizer.freeze)")
+
+  def multiplier(path) -> float:
+    name = param_path(path)
+    matches = [(pattern.pattern, value) for pattern, value in patterns if pattern.search(name)]
+    if len(matches) > 1:
+      raise ValueError(f"config.optimizer.lr_multipliers: {[m[0] for m in matches]} all match "
+                       f"parameter {name!r}; make the regexes exclusive")
+    return matches[0][1] if matches else 1.0
+
+  factors = jax.tree_util.tree_map_with_path(lambda path, _: multiplier(path), params)
+  unused = [p.pattern for p, _ in patterns
+            if not any(p.search(param_path(path)) for path, _ in jax.tree_util.tree_leaves_with_path(params))]
+  if unused:
+    raise ValueError(f"config.optimizer.lr_multipliers: {unused} match no parameter; parameter "
+                     "paths look like 'vit/blocks/0/qkv' or 'decoder/embedding'")
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, f: u if f == 1.0 else u * jnp.asarray(f, u.dtype), updates, factors), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def param_path(path) -> str:
