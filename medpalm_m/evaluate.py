@@ -9,6 +9,8 @@ most-frequent-answer score of the same metric on the same examples) and prints t
 the paper's numbers beside ours. `--tasks` re-evaluates those tasks and keeps the step's other
 results; a split other than config.eval.split is written to DIR/eval/step_N_<split>.json.
 Predictions (medical text) are written only when asked (config.eval.write_predictions).
+`--config.eval.bootstrap=N` adds each metric's 95% paired-bootstrap interval of ours - baseline
+("margin_ci95"; N resamples of the examples), so that "above the baseline" can be told from luck.
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ class Evaluator:
               for k in ("prompt_truncated", "target_truncated", "dropped")}
     result = score_grouped(task, examples, predictions, targets, probs, self.cfg)
     result.update({"n": len(examples), **{k: v for k, v in counts.items() if v}})
+    resamples = int(self.cfg.eval.get("bootstrap", 0) or 0)
+    if resamples:
+      result["margin_ci95"] = bootstrap_margin(task, examples, predictions, targets, probs, self.cfg,
+                                               resamples, seed=self.cfg.seed)
     records = [{"id": ex["id"], "prompt": ex["prompt"], "target": t, "prediction": p}
                for ex, t, p in zip(examples, targets, predictions)]
     return result, records
@@ -127,6 +133,32 @@ def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str,
     per_group_baseline.append(metrics_lib.baseline(task.metrics, [targets[i] for i in indices],
                                                    scorer_paths=scorer_paths, **kwargs))
   return {**_mean(per_group), "baseline": _mean(per_group_baseline)}
+
+
+def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples: int,
+                     seed: int = 0) -> dict[str, list[float]]:
+  """95% interval of (ours - baseline) per numeric metric, by the paired bootstrap: resample the
+  examples with replacement (within each condition where the task averages over conditions),
+  score our predictions and the constant baseline on the same resample, take the 2.5th and
+  97.5th percentiles of the difference. A lower end above 0 says the model beats the baseline by
+  more than the luck of drawing these n examples; corpus metrics (BLEU, CIDEr-D) and AUC have no
+  closed-form standard error, which is why this resamples instead.
+  """
+  rng = np.random.default_rng(seed)
+  groups: dict[str, list[int]] = collections.defaultdict(list)
+  for i, ex in enumerate(examples):
+    groups[ex.get("condition", "")].append(i)
+  differences: dict[str, list[float]] = collections.defaultdict(list)
+  for _ in range(resamples):
+    picked = np.concatenate([rng.choice(indices, size=len(indices)) for indices in groups.values()])
+    result = score_grouped(task, [examples[i] for i in picked], [predictions[i] for i in picked],
+                           [targets[i] for i in picked], probs[picked] if probs is not None else None, cfg)
+    for metric, value in result.items():
+      base = result["baseline"].get(metric) if metric != "baseline" else None
+      if isinstance(value, float) and isinstance(base, float):
+        differences[metric].append(value - base)
+  return {metric: [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))]
+          for metric, d in differences.items() if not np.all(np.isnan(d))}
 
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -210,15 +242,19 @@ def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence
 
 
 def format_table(report: dict[str, Any]) -> str:
-  header = ["task", "metric", "n", "ours", "baseline", *paper_results.COLUMNS]
+  with_ci = any("margin_ci95" in result for result in report["tasks"].values())
+  header = ["task", "metric", "n", "ours", "baseline", *(["ours-baseline 95% CI"] if with_ci else []),
+            *paper_results.COLUMNS]
   rows = []
   for name, result in sorted(report["tasks"].items()):
     paper_task = tasks_lib.get(name).paper_task
     for metric in tasks_lib.get(name).metrics:
       value = result.get(metric)
       paper = paper_results.PAPER.get(paper_task or "", {}).get(metric, (None,) * 4)
+      interval = result.get("margin_ci95", {}).get(metric)
+      ci = ([f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "-"] if with_ci else [])
       rows.append([name, metric, str(result["n"]), _fmt(value), _fmt(result["baseline"].get(metric)),
-                   *(_fmt(v) for v in paper)])
+                   *ci, *(_fmt(v) for v in paper)])
   widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
   line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))
   out = [f"MultiMedBench results at step {report['step']} ({report['split']} split); "
@@ -226,6 +262,10 @@ def format_table(report: dict[str, Any]) -> str:
          line(header), line(["-" * w for w in widths])]
   beaten, compared = baseline_summary(report)
   summary = f"above the baseline on {beaten} of {compared} scored metrics"
+  if with_ci:
+    clear = sum(interval[0] > 0 for result in report["tasks"].values()
+                for interval in result.get("margin_ci95", {}).values())
+    summary += f"; on {clear} the whole 95% interval of ours-baseline is above 0"
   return "\n".join(out + [line(r) for r in rows] + [summary])
 
 

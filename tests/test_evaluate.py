@@ -111,3 +111,48 @@ def test_periodic_evaluation_during_training_uses_the_evaluator(tmp_path, synthe
   evals = [r for r in logged if "eval" in r]
   assert [r["step"] for r in evals] == [2, 4]
   assert "synthetic_pubmedqa/accuracy" in evals[0]["eval"]
+
+
+def _eval_cfg():
+  cfg = small_config.get_config()
+  cfg.eval.bootstrap = 0
+  return cfg
+
+
+def test_bootstrap_margin_tells_a_real_gain_from_the_baseline_itself():
+  from medpalm_m.data import tasks as tasks_lib
+  task = tasks_lib.get("synthetic_vqa_rad")
+  rng = np.random.default_rng(0)
+  targets = [str(rng.choice(["yes", "no", "left lung", "right kidney", "ct"], p=[.4, .3, .1, .1, .1]))
+             for _ in range(60)]
+  examples = [{"id": str(i)} for i in range(60)]
+  perfect = evaluate.bootstrap_margin(task, examples, targets, targets, None, _eval_cfg(), 200)
+  assert set(perfect) == {"bleu1", "token_f1"}
+  assert perfect["token_f1"][0] > 30  # exact answers vs always "yes": 100 vs ~40
+  # The baseline's own answer on the full set: on a resample where "no" is the most frequent the
+  # baseline answers "no" and scores higher, so the interval ends at 0 and never clears it.
+  constant = ["yes"] * 60
+  same = evaluate.bootstrap_margin(task, examples, constant, targets, None, _eval_cfg(), 200)
+  assert same["token_f1"][1] == 0.0 and same["token_f1"][0] <= 0.0
+  noisy = [t if rng.random() < 0.45 else "no" for t in targets]
+  interval = evaluate.bootstrap_margin(task, examples, noisy, targets, None, _eval_cfg(), 200)["token_f1"]
+  assert interval[0] < interval[1]
+
+
+def test_bootstrap_margin_resamples_within_each_condition_and_scores_auc():
+  from medpalm_m.data import tasks as tasks_lib
+  task = tasks_lib.get("synthetic_mimic_cxr_classification")
+  rng = np.random.default_rng(1)
+  examples, targets, probs = [], [], []
+  for i in range(100):
+    label = int(rng.random() < 0.4)
+    examples.append({"id": str(i), "condition": ["edema", "cardiomegaly"][i % 2], "label": label})
+    targets.append(task.options[label])
+    yes = np.clip(0.5 + (0.3 if label else -0.3) + rng.normal(0, 0.2), 0.01, 0.99)
+    probs.append([1 - yes, yes])
+  predictions = [task.options[int(p[1] > 0.5)] for p in probs]
+  margin = evaluate.bootstrap_margin(task, examples, predictions, targets, np.asarray(probs), _eval_cfg(), 200)
+  assert margin["macro_auc"][0] > 25  # well-separated scores: AUC ~ 0.9+ against the baseline's 50
+  uniform = np.full((100, 2), 0.5)
+  flat = evaluate.bootstrap_margin(task, examples, predictions, targets, uniform, _eval_cfg(), 50)
+  assert flat["macro_auc"] == [0.0, 0.0]
