@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from medpalm_m.model.layers import RMSNorm, param
+from medpalm_m.model.layers import RMSNorm, einsum, param
 
 # Large negative instead of -inf: a fully masked row (padding queries) must give finite values,
 # not NaN, or the NaN leaks into gradients through the masked loss.
@@ -76,9 +76,9 @@ class Attention(nnx.Module):
     Returns (output [B, T, D], updated cache or None).
     """
     dtype = x.dtype
-    q = jnp.einsum("btd,dnh->btnh", x, self.query.value.astype(dtype))
-    k = jnp.einsum("btd,dkh->btkh", x, self.key.value.astype(dtype))
-    v = jnp.einsum("btd,dkh->btkh", x, self.value.value.astype(dtype))
+    q = einsum("btd,dnh->btnh", x, self.query.value.astype(dtype))
+    k = einsum("btd,dkh->btkh", x, self.key.value.astype(dtype))
+    v = einsum("btd,dkh->btkh", x, self.value.value.astype(dtype))
     if self.query_norm is not None:
       q, k = self.query_norm(q), self.key_norm(k)
     q = apply_rope(q, positions, self.rope_max_wavelength, self.rope_scale_factor)
@@ -112,7 +112,7 @@ class Attention(nnx.Module):
       self.sow(nnx.Intermediate, "attention_weights", weights)  # [B, kv_heads, groups, T, S]
     attended = jnp.einsum("bkgts,bskh->btkgh", weights, v)
     attended = attended.reshape(batch, length, self.num_heads, self.head_dim)
-    return jnp.einsum("btnh,nhd->btd", attended, self.out.value.astype(dtype)), cache
+    return einsum("btnh,nhd->btd", attended, self.out.value.astype(dtype)), cache
 
 
 def attention_mask(input_mask: jax.Array, mask_ar: jax.Array) -> jax.Array:

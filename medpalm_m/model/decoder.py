@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from medpalm_m.model.attention import Attention
-from medpalm_m.model.layers import GatedMLP, make_norm, param
+from medpalm_m.model.layers import GatedMLP, einsum, make_norm, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Decoder(nnx.Module):
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None], axis=1)
     x = self.final_norm(x)
-    logits = jnp.einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
+    logits = einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
     if not self.cfg.scale_embeddings:
       logits = logits / math.sqrt(self.cfg.width)
     if self.cfg.final_logit_softcap is not None:

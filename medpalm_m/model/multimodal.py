@@ -24,7 +24,7 @@ from flax import nnx
 
 from medpalm_m.model.attention import attention_mask
 from medpalm_m.model.decoder import Decoder, DecoderConfig
-from medpalm_m.model.layers import RMSNorm, param
+from medpalm_m.model.layers import RMSNorm, einsum, param
 from medpalm_m.model.vit import ViT, ViTConfig
 
 
@@ -110,7 +110,7 @@ class MedPaLMM(nnx.Module):
       tokens = _average_pool(tokens, self.cfg.image_pool_tokens)
     if self.projector_norm is not None:
       tokens = self.projector_norm(tokens)
-    tokens = tokens @ self.projector.value.astype(self.dtype)
+    tokens = einsum("...d,de->...e", tokens, self.projector.value.astype(self.dtype))
     if self.projector_bias is not None:
       tokens = tokens + self.projector_bias.value.astype(self.dtype)
     return tokens.reshape(b, k, *tokens.shape[1:])

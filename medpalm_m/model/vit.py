@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from medpalm_m.model.layers import LayerNorm, param
+from medpalm_m.model.layers import LayerNorm, einsum, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,17 +65,17 @@ class ViTBlock(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = x.dtype
     h = self.norm1(x)
-    qkv = jnp.einsum("bnd,dchk->cbnhk", h, self.qkv.value.astype(dtype))
+    qkv = einsum("bnd,dchk->cbnhk", h, self.qkv.value.astype(dtype))
     qkv = qkv + self.qkv_bias.value.astype(dtype)[:, None, None]
     q, k, v = qkv[0], qkv[1], qkv[2]
     logits = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) * self.head_dim**-0.5
     weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
     attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
-    attn_out = jnp.einsum("bqhk,hkd->bqd", attended, self.out.value.astype(dtype)) + self.out_bias.value.astype(dtype)
+    attn_out = einsum("bqhk,hkd->bqd", attended, self.out.value.astype(dtype)) + self.out_bias.value.astype(dtype)
     x = x + self.dropout(attn_out)
     h = self.norm2(x)
-    h = jax.nn.gelu(h @ self.mlp_in.value.astype(dtype) + self.mlp_in_bias.value.astype(dtype))
-    h = h @ self.mlp_out.value.astype(dtype) + self.mlp_out_bias.value.astype(dtype)
+    h = jax.nn.gelu(einsum("bnd,df->bnf", h, self.mlp_in.value.astype(dtype)) + self.mlp_in_bias.value.astype(dtype))
+    h = einsum("bnf,fd->bnd", h, self.mlp_out.value.astype(dtype)) + self.mlp_out_bias.value.astype(dtype)
     return x + self.dropout(h)
 
 
@@ -100,7 +100,7 @@ class ViT(nnx.Module):
     patches = images.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
     patches = patches.reshape(n, (h // p) * (w // p), p * p * c)
     dtype = images.dtype
-    x = patches @ self.patch_embed.value.astype(dtype) + self.patch_bias.value.astype(dtype)
+    x = einsum("bnp,pd->bnd", patches, self.patch_embed.value.astype(dtype)) + self.patch_bias.value.astype(dtype)
     x = x + self.pos_embed.value.astype(dtype)
     for block in self.blocks:
       if self.cfg.remat == "full":
