@@ -2,14 +2,17 @@
 
 Unlike the paper's mixture (dominated by report generation, 59.9%), a run of a few hundred steps
 needs every task often enough to learn it, so the weights are closer to uniform. The language-only
-share (21%) is above the paper's 12.5%: the multiple-choice tasks must memorise their fact base,
+share (22%) is above the paper's 12.5%: the multiple-choice tasks must memorise their fact base,
 which 4% each did not allow in 450 steps, and genomics gets 9% so that its calls do not collapse
-to "no variant". PubMedQA-like is included (the paper does not
-train on PubMedQA) so that the tiny model can be evaluated on every task.
+to "no variant". Report generation (16%) and MIMIC-III summarisation (9%) are the two tasks whose
+targets are sentences rather than a label: at 11% and 6% the default run answered MIMIC-III with
+degenerate fragments (BLEU-4 0) and wrote one report for 40 of 48 radiographs. PubMedQA-like is
+included (the paper does not train on PubMedQA) so that the tiny model can be evaluated on every
+task.
 """
 
 MIXTURE = {
-    "synthetic_mimic_cxr_report": 12.0,
+    "synthetic_mimic_cxr_report": 18.0,
     "synthetic_mimic_cxr_classification": 10.0,
     "synthetic_pad_ufes_20": 9.0,
     "synthetic_vindr_mammo": 8.0,
@@ -19,7 +22,7 @@ MIXTURE = {
     "synthetic_vqa_rad": 7.0,
     "synthetic_slake": 7.0,
     "synthetic_path_vqa": 7.0,
-    "synthetic_mimic_iii": 6.0,
+    "synthetic_mimic_iii": 10.0,
     "synthetic_medqa": 6.0,
     "synthetic_medmcqa": 6.0,
     "synthetic_pubmedqa": 4.0,
