@@ -17,9 +17,9 @@ Axes = tuple[str | None, ...]
 def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   """`jnp.einsum(spec, a, b)` whose gradients are two more einsums, written out.
 
-  JAX's own transpose rule for dot_general emits each gradient as a dot followed by a transpose,
-  and XLA:CPU then writes the incoming gradient a second time in transposed order, fused into the
-  elementwise op that produced it (the GeGLU derivative, say): in the bench-small decoder MLP
+  With JAX's own transpose rule for dot_general, XLA:CPU writes the incoming gradient a second
+  time in transposed order for the weight-gradient dot, fused into the elementwise op that
+  produced it (the GeGLU derivative, recomputed): in the bench-small decoder MLP
   that fusion alone took ~80 ms of a 430 ms forward + backward (xprof). Stated as
   einsum(out, b -> a) and einsum(a, out -> b), the same contractions compile to plain dots and
   the MLP takes 310 ms, torch's time. Same values up to float reassociation. `spec` is
