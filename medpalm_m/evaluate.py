@@ -112,15 +112,21 @@ class Evaluator:
     return result, records
 
 
+def _condition_groups(examples) -> dict[str, list[int]]:
+  """Example indices per condition (MIMIC-CXR classification); one group when none is named."""
+  groups: dict[str, list[int]] = collections.defaultdict(list)
+  for i, ex in enumerate(examples):
+    groups[ex.get("condition", "")].append(i)
+  return groups
+
+
 def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str, Any]:
   """Task metrics and baseline; averaged over conditions when examples name one (MIMIC-CXR
   classification is reported as the mean over its 5 conditions, as in the paper)."""
   if "options" in examples[0]:
     predictions, targets = _as_option_letters(examples, predictions)
     task = dataclasses.replace(task, options=tuple(_LETTERS[:max(len(e["options"]) for e in examples)]))
-  groups: dict[str, list[int]] = collections.defaultdict(list)
-  for i, ex in enumerate(examples):
-    groups[ex.get("condition", "")].append(i)
+  groups = _condition_groups(examples)
   scorer_paths = dict(cfg.eval.get("scorer_paths", {}) or {})
   per_group, per_group_baseline = [], []
   for indices in groups.values():
@@ -145,9 +151,7 @@ def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples
   closed-form standard error, which is why this resamples instead.
   """
   rng = np.random.default_rng(seed)
-  groups: dict[str, list[int]] = collections.defaultdict(list)
-  for i, ex in enumerate(examples):
-    groups[ex.get("condition", "")].append(i)
+  groups = _condition_groups(examples)
   differences: dict[str, list[float]] = collections.defaultdict(list)
   for _ in range(resamples):
     picked = np.concatenate([rng.choice(indices, size=len(indices)) for indices in groups.values()])
