@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
 from medpalm_m import sharding, topology as topology_lib
+from medpalm_m.data import pipeline
 from medpalm_m.model.multimodal import ModelConfig
 from medpalm_m.model.state import ModelTemplate
 from medpalm_m.optimizer import make_optimizer
@@ -147,7 +148,7 @@ def activation_bytes(cfg, mesh) -> dict[str, int]:
 
   dec_kept, dec_full = layer(rows * seq, d.width, d.num_heads, d.num_kv_heads, d.head_dim,
                              d.mlp_dim, True, d.remat, seq)
-  images = rows * cfg.data.max_images
+  images = rows * pipeline.images_per_row(cfg.data)
   vit_kept, vit_full = layer(images * v.num_patches, v.width, v.num_heads, v.num_heads,
                              v.width // v.num_heads, v.mlp_dim, False, v.remat, v.num_patches)
   vocab = d.vocab_size // _split(rules.get("vocab"), d.vocab_size, mesh)
@@ -283,14 +284,10 @@ def xla_memory(trainer) -> dict[str, int]:
   from medpalm_m.train import sequence_spec
   cfg = trainer.cfg
   spec = sequence_spec(cfg, trainer.model_cfg)
-  struct = lambda shape, dtype: jax.ShapeDtypeStruct((cfg.train.batch_size, *shape), dtype,
-                                                     sharding=trainer.batch_sharding)
-  tokens, flag, index = struct((spec.length,), jnp.int32), struct((), jnp.bool_), struct((), jnp.int32)
-  batch = {"tokens": tokens, "input_mask": struct((spec.length,), jnp.bool_), "mask_ar": tokens,
-           "mask_loss": struct((spec.length,), jnp.bool_),
-           "images": struct((spec.max_images, spec.image_size, spec.image_size, 3), jnp.uint8),
-           "task_id": index, "prompt_length": index, "prompt_truncated": flag,
-           "target_truncated": flag, "dropped": flag}
+  packing = pipeline.Packing.from_config(cfg.data)
+  batch = {name: jax.ShapeDtypeStruct((cfg.train.batch_size, *shape), dtype,
+                                      sharding=trainer.batch_sharding)
+           for name, (shape, dtype) in pipeline.row_features(spec, packing).items()}
   analysis = trainer.train_step.lower(trainer.abstract_state, batch).compile().memory_analysis()
   return {"temp": analysis.temp_size_in_bytes, "arguments": analysis.argument_size_in_bytes}
 
@@ -311,8 +308,8 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
       f"{config_name}: {_count(plans[0].num_params)} parameters (decoder {_count(counts['decoder'])}, "
       f"ViT {_count(counts['vit'])}, projector {_count(counts['projector'])})",
       f"batch {cfg.train.batch_size} = {k} x {cfg.train.batch_size // k} (accumulation x "
-      f"micro-batch) of {sequence_length(cfg)} tokens with {cfg.data.max_images} image(s) of "
-      f"{model_cfg.num_image_tokens} tokens; remat decoder={model_cfg.decoder.remat} "
+      f"micro-batch) of {sequence_length(cfg)} tokens with {pipeline.images_per_row(cfg.data)} "
+      f"image(s) of {model_cfg.num_image_tokens} tokens; remat decoder={model_cfg.decoder.remat} "
       f"vit={model_cfg.vit.remat}; compute {model_cfg.dtype}; {cfg.optimizer.name}",
       f"GiB per device (rows: examples per device per micro-batch; parts: distinct parts of a "
       f"batch the hosts read); fits: total <= {HEADROOM:.0%} of memory",

@@ -158,7 +158,8 @@ class Trainer:
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
     model = self.template.bind(params, dropout_key=dropout_key if uses_dropout else None)
-    logits = model(batch["tokens"], batch["images"], batch["input_mask"], batch["mask_ar"])
+    logits = model(batch["tokens"], batch["images"], batch["input_mask"], batch["mask_ar"],
+                   batch.get("segment_ids"), batch.get("positions"))
     return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss)
 
   def _train_step(self, state, batch):
@@ -184,25 +185,34 @@ class Trainer:
       zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state["params"]))
       (loss_sum, grads), stats = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(k)))
       stats = jax.tree.map(lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:]), stats)  # batch order
-    num_tokens = jnp.maximum(stats["num_tokens"].sum(), 1.0)
+    num_tokens = jnp.maximum(stats["weights"].sum(), 1.0)
     grads = jax.tree.map(lambda g: g / num_tokens, grads)
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
 
+    # Per-example fields are [B] for one example per row, [B, examples_per_row] for packed rows.
     task = batch["task_id"]
-    per_task = lambda x: jax.ops.segment_sum(x, task, num_segments=self.num_tasks)
+    valid = batch.get("example_valid", jnp.ones(task.shape, bool)).astype(jnp.float32)
+    if task.ndim == 1:
+      token_task = jnp.broadcast_to(task[:, None], stats["weights"].shape)
+    else:
+      # A position's stats belong to the example of its segment (1-based; padding has weight 0).
+      token_task = jnp.take_along_axis(task, jnp.maximum(batch["segment_ids"] - 1, 0), axis=1)
+    per_token_task = lambda x: jax.ops.segment_sum(x.ravel(), token_task.ravel(), self.num_tasks)
+    per_task = lambda x: jax.ops.segment_sum((x.astype(jnp.float32) * valid).ravel(), task.ravel(),
+                                             self.num_tasks)
     metrics = {
         "loss": loss_sum / num_tokens,
-        "token_accuracy": stats["correct_sum"].sum() / num_tokens,
+        "token_accuracy": stats["correct"].sum() / num_tokens,
         "grad_norm": optax.global_norm(grads),
         "learning_rate": self.schedule(state["step"]),
         "target_tokens": num_tokens,
-        "task_nll_sum": per_task(stats["nll_sum"]),
-        "task_tokens": per_task(stats["num_tokens"]),
-        "task_examples": per_task(jnp.ones_like(task, jnp.float32)),
-        "task_prompt_truncated": per_task(batch["prompt_truncated"].astype(jnp.float32)),
-        "task_target_truncated": per_task(batch["target_truncated"].astype(jnp.float32)),
-        "task_dropped": per_task(batch["dropped"].astype(jnp.float32)),
+        "task_nll_sum": per_token_task(stats["nll"]),
+        "task_tokens": per_token_task(stats["weights"]),
+        "task_examples": per_task(jnp.ones_like(valid)),
+        "task_prompt_truncated": per_task(batch["prompt_truncated"]),
+        "task_target_truncated": per_task(batch["target_truncated"]),
+        "task_dropped": per_task(batch["dropped"]),
     }
     new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
     return new_state, metrics
@@ -263,10 +273,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   task_names = sorted(task_ids, key=task_ids.get)
   trainer = Trainer(cfg, num_tasks=len(task_ids))
   preprocessor = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg), task_ids)
+  packing = pipeline.Packing.from_config(cfg.data)
   dataset = pipeline.train_dataset(
       mixture, data_dir, preprocessor, batch_size=cfg.train.batch_size, seed=cfg.seed,
       process_index=trainer.data_shard[0], process_count=trainer.data_shard[1],
-      num_workers=cfg.data.num_workers)
+      num_workers=cfg.data.num_workers, packing=packing)
   data_iterator = iter(dataset)
 
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
@@ -300,10 +311,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   writer = MetricsWriter(workdir)
   seq_len = sequence_spec(cfg, trainer.model_cfg).length
   step_flops = flops.training_flops_per_step(trainer.model_cfg, cfg.train.batch_size, seq_len,
-                                             cfg.data.max_images)
+                                             pipeline.images_per_row(cfg.data))
   num_steps = cfg.train.num_steps
   progress = _progress(start, num_steps)
-  window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0}
+  window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
   totals = {k: np.zeros(len(task_names)) for k in
             ("nll", "tokens", "prompt_truncated", "target_truncated", "dropped")}
   last: dict[str, Any] = {}
@@ -328,6 +339,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         totals[k] += metrics[f"task_{k}"]
       window["steps"] += 1
       window["tokens"] += cfg.train.batch_size * seq_len  # processed tokens, padding included
+      window["examples"] += int(metrics["task_examples"].sum())
       progress.update(step, float(metrics["loss"]))
       if step % cfg.train.log_every == 0 or step == num_steps:
         elapsed = time.perf_counter() - window["time"]
@@ -336,6 +348,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             "learning_rate": float(metrics["learning_rate"]), "grad_norm": float(metrics["grad_norm"]),
             "tokens_per_sec": window["tokens"] / elapsed,
             "steps_per_sec": window["steps"] / elapsed,
+            # With packing a row holds several examples, so this is the comparable speed.
+            "examples_per_sec": window["examples"] / elapsed,
             "model_tflops_per_sec_per_device": step_flops * window["steps"] / elapsed / 1e12 / jax.device_count(),
             "task_loss": {n: float(totals["nll"][i] / totals["tokens"][i])
                           for i, n in enumerate(task_names) if totals["tokens"][i]},
@@ -348,9 +362,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if not progress.interactive:
           say(f"step {step}/{num_steps} loss {last['loss']:.4f} token_accuracy "
               f"{last['token_accuracy']:.3f} lr {last['learning_rate']:.2e} "
-              f"{last['tokens_per_sec']:.0f} tokens/s")
+              f"{last['tokens_per_sec']:.0f} tokens/s {last['examples_per_sec']:.1f} examples/s")
         totals = {k: np.zeros(len(task_names)) for k in totals}
-        window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0}
+        window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
       stopping = any_process(stop["signal"] is not None)
       if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)

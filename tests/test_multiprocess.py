@@ -100,7 +100,10 @@ for name, mesh in {"data": dict(data=2, fsdp=2), "fsdp": dict(fsdp=4), "tensor":
   rows = np.arange(8).reshape(count, -1)[index]  # the rows this process feeds: global row ids
   batch = trainer.global_batch({"row": rows})["row"]
   results[name] = [index, count, multihost_utils.process_allgather(batch, tiled=True).tolist()]
-print("RESULT", jax.process_index(), json.dumps(results), flush=True)
+# One write per line: both processes share the pipe, and with PYTHONUNBUFFERED print() writes each
+# argument separately, so two processes' lines could interleave mid-line.
+sys.stdout.write(f"RESULT {jax.process_index()} {json.dumps(results)}\\n")
+sys.stdout.flush()
 """
 
 

@@ -158,6 +158,38 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir):
     np.testing.assert_allclose(p1[name], p4[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir):
+  """Packing is only a layout: the same examples give the same gradient and per-task counts."""
+  cfg = small_config.get_config()
+  cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)  # update = gradient (see above)
+  cfg.data.data_dir = synthetic_data_dir
+  _, tokenizer = prepare_data(cfg)
+  mixture = {t: 1.0 for t in small_config.TASKS}
+  trainer = Trainer(cfg, num_tasks=3)
+  pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg),
+                                pipeline.task_ids(list(mixture)))
+  packing = pipeline.Packing(images_per_row=2, examples_per_row=8)
+  packed = next(iter(pipeline.train_dataset(mixture, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                            packing=packing)))
+  count = int(packed["example_valid"].sum())
+  assert count > 8 and packed["images"].any()
+  # The packer's first batch is the stream's first `count` examples (tests/data/test_pipeline.py).
+  plain = next(iter(pipeline.train_dataset(mixture, synthetic_data_dir, pre, batch_size=count, seed=0)))
+  results = []
+  for batch in (packed, plain):
+    state, metrics = trainer.train_step(trainer.init_state(), trainer.global_batch(batch))
+    results.append((jax.device_get(state["params"]), jax.device_get(metrics)))
+  (p_packed, m_packed), (p_plain, m_plain) = results
+  for key in ("loss", "target_tokens", "token_accuracy", "task_nll_sum"):
+    np.testing.assert_allclose(m_packed[key], m_plain[key], rtol=1e-5, err_msg=key)
+  for key in ("task_tokens", "task_examples", "task_prompt_truncated", "task_target_truncated",
+              "task_dropped"):
+    np.testing.assert_array_equal(m_packed[key], m_plain[key], err_msg=key)
+  assert m_packed["task_examples"].sum() == count
+  for name in p_plain:
+    np.testing.assert_allclose(p_packed[name], p_plain[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.slow
 def test_the_default_config_learns_and_sees_every_task(tmp_path, synthetic_data_dir):
   """configs/tiny.py as the README runs it, shortened to 60 steps."""

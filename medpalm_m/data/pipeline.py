@@ -2,13 +2,16 @@
 
 Each task's split is a random-access source of formatted examples (`TaskSource`). Training
 shuffles each task's source per epoch, repeats it, mixes the tasks by weight, takes this
-process's shard of the mixed stream, preprocesses, and batches. Every step is a deterministic
-function of (seed, index), so the iterator's state is a few integers that are saved in the
-checkpoint: a resumed run sees exactly the examples it would have seen.
+process's shard of the mixed stream, preprocesses, optionally packs several examples into each
+row (`Packing`), and batches. Every step is a deterministic function of (seed, index), so the
+iterator's state is a few integers that are saved in the checkpoint: a resumed run sees exactly
+the examples it would have seen.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import zlib
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -16,7 +19,8 @@ import grain
 import numpy as np
 
 from medpalm_m.data import tasks as tasks_lib
-from medpalm_m.data.preprocess import ExampleError, Preprocessor
+from medpalm_m.data import tokenizer as tok
+from medpalm_m.data.preprocess import ExampleError, Preprocessor, SequenceSpec
 
 
 class MissingDataError(FileNotFoundError):
@@ -91,13 +95,95 @@ def task_ids(task_names: Sequence[str]) -> dict[str, int]:
   return {name: i for i, name in enumerate(sorted(task_names))}
 
 
+# Per-example fields that travel with a packed row as one entry per example (zero = no example).
+EXAMPLE_FIELDS = ("task_id", "prompt_truncated", "target_truncated", "dropped")
+_SEQUENCE_FIELDS = ("tokens", "input_mask", "mask_ar", "mask_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing:
+  """Several examples per training row: the synthetic mixture's examples fill ~54% of a
+  fixed-length row, so unpacked rows spend about half of every step on padding.
+
+  A packed row holds whole examples only (never a split one), each attending within itself
+  (`segment_ids`) with positions restarting at 0, so its loss is exactly the sum of the
+  examples' losses when unpacked. Rows are filled first-fit over `batch_size` open rows by
+  grain's packer; an example is never cut to fit.
+  """
+  images_per_row: int  # image slots of a row; an example with more images than this cannot fit
+  examples_per_row: int  # bounds the per-example fields' length
+
+  @classmethod
+  def from_config(cls, data: Mapping[str, Any]) -> "Packing | None":
+    """config.data -> its Packing, or None when config.data.packing is off or absent."""
+    packing, max_images = data.get("packing"), data["max_images"]
+    if not packing or not packing.get("enabled"):
+      return None
+    images, examples = int(packing["images_per_row"]), int(packing["examples_per_row"])
+    if images < max_images:
+      raise ValueError(f"config.data.packing.images_per_row={images} is below "
+                       f"config.data.max_images={max_images}: an example with {max_images} images "
+                       "could never be packed; raise images_per_row")
+    if examples < 1:
+      raise ValueError(f"config.data.packing.examples_per_row must be >= 1, got {examples}")
+    return cls(images_per_row=images, examples_per_row=examples)
+
+
+def images_per_row(data: Mapping[str, Any]) -> int:
+  """Image slots of a training row for config.data: its max_images, or the packed row's."""
+  packing = Packing.from_config(data)
+  return packing.images_per_row if packing else data["max_images"]
+
+
+def row_features(spec: SequenceSpec, packing: Packing | None) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """(shape, dtype) of each feature of one training row, as `train_dataset` yields it."""
+  t = (spec.length,)
+  features = {"tokens": (t, np.int32), "input_mask": (t, np.bool_), "mask_ar": (t, np.int32),
+              "mask_loss": (t, np.bool_)}
+  image = (spec.image_size, spec.image_size, 3)
+  if packing is None:
+    features.update(images=((spec.max_images, *image), np.uint8), task_id=((), np.int32),
+                    prompt_length=((), np.int32), prompt_truncated=((), np.bool_),
+                    target_truncated=((), np.bool_), dropped=((), np.bool_))
+    return features
+  per_example = (packing.examples_per_row,)
+  features.update(images=((packing.images_per_row, *image), np.uint8), segment_ids=(t, np.int32),
+                  positions=(t, np.int32), task_id=(per_example, np.int32),
+                  prompt_truncated=(per_example, np.bool_), target_truncated=(per_example, np.bool_),
+                  dropped=(per_example, np.bool_), example_valid=(per_example, np.bool_))
+  return features
+
+
+def _unpadded(features: Mapping[str, np.ndarray], image_slots: int) -> dict[str, np.ndarray]:
+  """One preprocessed example cut to its real tokens and images, ready for the packer. A dropped
+  example keeps its per-example fields (so it is still counted) and has no tokens."""
+  length = int(features["input_mask"].sum())
+  num_images = int(np.count_nonzero(features["tokens"][:length] == tok.IMAGE_ID)) // image_slots
+  out = {k: features[k][:length] for k in _SEQUENCE_FIELDS}
+  out["images"] = features["images"][:num_images]
+  out.update({k: np.asarray(features[k]) for k in EXAMPLE_FIELDS})
+  return out
+
+
+def _packed_row(row: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """grain's packed row -> the trainer's names: `segment_ids` (0 = padding) and `positions` from
+  the tokens, the per-example fields with `example_valid` marking the filled entries."""
+  out = {k: row[k] for k in _SEQUENCE_FIELDS + EXAMPLE_FIELDS + ("images",)}
+  out["segment_ids"] = row["tokens_segment_ids"]
+  out["positions"] = row["tokens_positions"]
+  out["example_valid"] = row["task_id_segment_ids"] > 0
+  return out
+
+
 def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Preprocessor, *,
                   batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
-                  num_workers: int = 0) -> grain.IterDataset:
-  """The infinite training stream of this process: batches of `batch_size // process_count`."""
+                  num_workers: int = 0, packing: Packing | None = None) -> grain.IterDataset:
+  """The infinite training stream of this process: batches of `batch_size // process_count`
+  rows, each one example or, with `packing`, several."""
   if batch_size % process_count:
     raise ValueError(f"config.train.batch_size {batch_size} is not divisible by the "
                      f"{process_count} processes")
+  local_batch = batch_size // process_count
   names = sorted(mixture)
   streams = []
   for i, name in enumerate(names):
@@ -106,7 +192,18 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
   mixed = grain.MapDataset.mix(streams, [mixture[n] for n in names])
   shard = mixed.slice(slice(process_index, None, process_count))
   ds = shard.map(preprocessor).to_iter_dataset()
-  ds = ds.batch(batch_size // process_count, drop_remainder=True)
+  if packing is not None:
+    spec = preprocessor.spec
+    ds = ds.map(functools.partial(_unpadded, image_slots=spec.image_slots))  # picklable for workers
+    length = {k: spec.length for k in _SEQUENCE_FIELDS}
+    length.update({k: packing.examples_per_row for k in EXAMPLE_FIELDS},
+                  images=packing.images_per_row)
+    # As many open rows as the batch has: every emission is then exactly one batch, so a batch
+    # holds the next run of the stream (which is what the no-example-lost test checks).
+    ds = grain.experimental.FirstFitPackIterDataset(
+        ds, length_struct=length, num_packing_bins=local_batch, seed=seed, shuffle_bins=True)
+    ds = ds.map(_packed_row)
+  ds = ds.batch(local_batch, drop_remainder=True)
   if num_workers:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return ds

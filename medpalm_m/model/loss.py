@@ -8,9 +8,9 @@ import jax.numpy as jnp
 
 def next_token_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
                     z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean loss over target tokens, and per-example sums (for per-task accounting)."""
+  """Mean loss over target tokens, and per-position stats (for per-task accounting)."""
   loss_sum, stats = next_token_loss_sum(logits, tokens, loss_mask, z_loss)
-  return loss_sum / jnp.maximum(stats["num_tokens"].sum(), 1.0), stats
+  return loss_sum / jnp.maximum(stats["weights"].sum(), 1.0), stats
 
 
 def next_token_loss_sum(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
@@ -36,9 +36,6 @@ def next_token_loss_sum(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Arr
   # (which tracks indices and cost ~180 ms a step at bench-small). A tie counts as correct.
   correct = (target_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
   loss_sum = (per_token * weights).sum()
-  stats = {
-      "nll_sum": (nll * weights).sum(axis=1),
-      "correct_sum": (correct * weights).sum(axis=1),
-      "num_tokens": weights.sum(axis=1),
-  }
+  # Per position (position t scores tokens[t + 1]), so a packed row can be split by example.
+  stats = {"nll": nll * weights, "correct": correct * weights, "weights": weights}
   return loss_sum, stats

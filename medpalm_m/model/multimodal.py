@@ -144,10 +144,19 @@ class MedPaLMM(nnx.Module):
     return jnp.where(is_image[..., None], gathered, x)
 
   def __call__(self, tokens: jax.Array, images: jax.Array | None, input_mask: jax.Array,
-               mask_ar: jax.Array) -> jax.Array:
-    """Logits [B, T, vocab] for a right-padded batch. Only 'prefix_lm' mode reads mask_ar."""
+               mask_ar: jax.Array, segment_ids: jax.Array | None = None,
+               positions: jax.Array | None = None) -> jax.Array:
+    """Logits [B, T, vocab] for a right-padded batch. Only 'prefix_lm' mode reads mask_ar.
+
+    A packed row (several examples, see `data.pipeline.Packing`) passes `segment_ids` [B, T]
+    (1, 2, ... per example) and `positions` [B, T] restarting at 0 in each example; a token then
+    attends only within its own example, and the images fill the row's image slots in order.
+    """
     mask = attention_mask(input_mask, self.autoregressive_mask(tokens, mask_ar))
-    positions = jnp.cumsum(input_mask, axis=1) - 1
+    if segment_ids is not None:
+      mask = jnp.logical_and(mask, segment_ids[:, :, None] == segment_ids[:, None, :])
+    if positions is None:
+      positions = jnp.cumsum(input_mask, axis=1) - 1
     x = self.embed_inputs(tokens, images)
     logits, _ = self.decoder(x, positions, mask)
     return logits

@@ -13,6 +13,7 @@ from medpalm_m.data import tokenizer as tok
 from medpalm_m.data.synthetic import base, tokenizer_path
 
 MIX = {"synthetic_pubmedqa": 0.6, "synthetic_mimic_iii": 0.3, "synthetic_medqa": 0.1}
+PACKING = pipeline.Packing(images_per_row=2, examples_per_row=6)
 
 
 def make_preprocessor(data_dir, names, max_prompt=160, max_target=32):
@@ -29,9 +30,11 @@ def test_mixture_draws_match_the_weights(synthetic_data_dir):
     assert abs(counts[task] / 10_000 - weight) < 0.015, counts
 
 
-def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir):
+@pytest.mark.parametrize("packing", [None, PACKING], ids=["unpacked", "packed"])
+def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir, packing):
   pre = make_preprocessor(synthetic_data_dir, list(MIX))
-  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3))
+  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
+                                             packing=packing))
   it = make()
   for _ in range(3):
     next(it)
@@ -45,10 +48,69 @@ def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_dat
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
   # Same seed, fresh iterator: the same stream; another seed: a different one.
   again = next(make())
-  other = next(iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=4)))
+  other = next(iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=4,
+                                           packing=packing)))
   first = next(make())
   np.testing.assert_array_equal(again["tokens"], first["tokens"])
   assert (other["tokens"] != first["tokens"]).any()
+
+
+# At max_prompt=32 the report prompts lose their image (dropped), the VQA prompts keep theirs and
+# PubMedQA's are cut: every kind of example a packed row must carry.
+PACK_MIX = {"synthetic_vqa_rad": 1.0, "synthetic_pubmedqa": 1.0, "synthetic_mimic_cxr_report": 1.0}
+
+
+def _example_key(tokens, images, fields):
+  return (tuple(int(t) for t in tokens), tuple(image.tobytes() for image in images),
+          tuple(int(fields[k]) for k in pipeline.EXAMPLE_FIELDS))
+
+
+def test_packed_rows_hold_the_same_examples_whole_in_stream_order(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(PACK_MIX), max_prompt=32)
+  packed = iter(pipeline.train_dataset(PACK_MIX, synthetic_data_dir, pre, batch_size=4, seed=0,
+                                       packing=PACKING))
+  got = []
+  for _ in range(3):
+    batch = next(packed)
+    for row in range(4):
+      segments, images = batch["segment_ids"][row], list(batch["images"][row])
+      valid = batch["example_valid"][row]
+      assert valid[: valid.sum()].all(), "filled entries come first"
+      for j in range(int(valid.sum())):
+        where = segments == j + 1
+        tokens = batch["tokens"][row][where]
+        np.testing.assert_array_equal(batch["positions"][row][where], np.arange(where.sum()))
+        assert batch["input_mask"][row][where].all()
+        num_images = int((tokens == tok.IMAGE_ID).sum()) // pre.spec.image_slots
+        mine, images = images[:num_images], images[num_images:]
+        got.append(_example_key(tokens, mine, {k: batch[k][row][j] for k in pipeline.EXAMPLE_FIELDS}))
+      assert not batch["input_mask"][row][segments == 0].any()
+      assert all(not image.any() for image in images), "unused image slots are empty"
+  # Each batch is one emission of the packer: together they are the stream's next examples.
+  plain = next(iter(pipeline.train_dataset(PACK_MIX, synthetic_data_dir, pre, batch_size=len(got), seed=0)))
+  want = []
+  for i in range(len(got)):
+    length = int(plain["input_mask"][i].sum())
+    num_images = int((plain["tokens"][i][:length] == tok.IMAGE_ID).sum()) // pre.spec.image_slots
+    want.append(_example_key(plain["tokens"][i][:length], plain["images"][i][:num_images],
+                             {k: plain[k][i] for k in pipeline.EXAMPLE_FIELDS}))
+  assert sorted(got) == sorted(want)
+  assert len(got) > 12, "rows hold more than one example"
+  dropped = [key for key in want if key[2][pipeline.EXAMPLE_FIELDS.index("dropped")]]
+  assert dropped and all(not key[0] for key in dropped), "dropped examples are counted, with no tokens"
+  assert any(key[1] for key in want), "some examples carry an image"
+
+
+def test_packing_config_is_checked_by_key():
+  assert pipeline.Packing.from_config({"max_images": 1}) is None
+  assert pipeline.Packing.from_config({"max_images": 1, "packing": {"enabled": False}}) is None
+  on = {"enabled": True, "images_per_row": 2, "examples_per_row": 4}
+  assert pipeline.Packing.from_config({"max_images": 1, "packing": on}) == pipeline.Packing(2, 4)
+  with pytest.raises(ValueError, match="config.data.packing.images_per_row=2 is below "
+                                       "config.data.max_images=3"):
+    pipeline.Packing.from_config({"max_images": 3, "packing": on})
+  with pytest.raises(ValueError, match="config.data.packing.examples_per_row must be >= 1"):
+    pipeline.Packing.from_config({"max_images": 1, "packing": {**on, "examples_per_row": 0}})
 
 
 def test_process_shards_are_disjoint_and_cover_the_global_stream(synthetic_data_dir):
