@@ -44,19 +44,22 @@ def main():
   mixture = mixtures.normalize(dict(cfg.data.mixture))
   model_cfg = ModelConfig.from_dict(cfg.model)
   pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, model_cfg), pipeline.task_ids(list(mixture)))
+  packing = pipeline.Packing.from_config(cfg.data)
   rates = []
   for trial in range(3):
     ds = pipeline.train_dataset(mixture, data_dir, pre, batch_size=cfg.train.batch_size, seed=trial,
-                                num_workers=args.workers)
+                                num_workers=args.workers, packing=packing)
     it = iter(ds)
     next(it)
     start = time.perf_counter()
+    examples = 0
     for _ in range(args.batches):
-      next(it)
-    rates.append(args.batches * cfg.train.batch_size / (time.perf_counter() - start))
+      batch = next(it)
+      examples += int(batch["example_valid"].sum()) if packing else len(batch["tokens"])
+    rates.append(examples / (time.perf_counter() - start))
   print(f"input pipeline: median {statistics.median(rates):.0f} examples/s over 3 passes of "
-        f"{args.batches} batches of {cfg.train.batch_size} (workers={args.workers}); "
-        f"passes: {', '.join(f'{r:.0f}' for r in rates)}")
+        f"{args.batches} batches of {cfg.train.batch_size} rows (workers={args.workers}, "
+        f"packing {'on' if packing else 'off'}); passes: {', '.join(f'{r:.0f}' for r in rates)}")
 
 
 if __name__ == "__main__":

@@ -16,5 +16,5 @@ def get_config(tasks: str = "") -> ml_collections.ConfigDict:
   c.data.max_target_tokens = 16
   c.train.update(num_steps=6, batch_size=8, log_every=1, checkpoint_every=3)
   c.optimizer.update(warmup_steps=0, schedule="constant", learning_rate=1e-3)
-  c.eval.update(max_examples_per_task=8, batch_size=4, max_decode_tokens=8)
+  c.eval.update(max_examples_per_task=8, batch_size=4, max_decode_tokens=8, bootstrap=0)
   return c

@@ -158,9 +158,11 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir):
     np.testing.assert_allclose(p1[name], p4[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir):
+@pytest.mark.parametrize("attention", ["causal", "prefix_lm"])
+def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir, attention):
   """Packing is only a layout: the same examples give the same gradient and per-task counts."""
   cfg = small_config.get_config()
+  cfg.model.attention = attention  # prefix-LM: each example's prompt block must stay its own
   cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)  # update = gradient (see above)
   cfg.data.data_dir = synthetic_data_dir
   _, tokenizer = prepare_data(cfg)
