@@ -145,7 +145,9 @@ def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples
                      seed: int = 0) -> dict[str, list[float]]:
   """95% interval of (ours - baseline) per numeric metric, by the paired bootstrap: resample the
   examples with replacement (within each condition where the task averages over conditions),
-  score our predictions and the constant baseline on the same resample, take the 2.5th and
+  score our predictions and the baseline on the same resample (the baseline's constant answer is
+  re-chosen on each resample, as a majority-class predictor fitted to it would be, which counts
+  against us where the majority is close to a tie), take the 2.5th and
   97.5th percentiles of the difference. A lower end above 0 says the model beats the baseline by
   more than the luck of drawing these n examples; corpus metrics (BLEU, CIDEr-D) and AUC have no
   closed-form standard error, which is why this resamples instead.

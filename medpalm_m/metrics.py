@@ -804,11 +804,15 @@ def baseline(
     """Score of a trivial constant predictor on the same set, per metric.
 
     * classification (accuracy, macro_f1, macro_auc): always answer the most frequent
-      target option (ties -> lowest option index); macro_auc scores the constant uniform
-      probabilities, i.e. 50 (NaN if only one class is present). Without ``options``,
-      accuracy uses the most frequent normalised target string.
+      target option; macro_auc scores the constant uniform probabilities, i.e. 50 (NaN if
+      only one class is present). Without ``options``, accuracy uses the most frequent
+      normalised target string.
     * genotype (snp_f1, indel_f1): always call the most frequent genotype over the whole
       set (both types pooled, so the same constant call as a classifier would make).
+    * When several options are equally frequent, each metric takes whichever of them scores
+      highest on it: a balanced test set (synthetic genomics is 50/50/50) must not get the
+      weakest constant (always "0", SNP-F1 0) when always "1" is just as much a majority
+      call and scores ~42.
     * generation and clinical (bleu*, rouge_l, cider_d, token_f1, chexbert_*,
       f1_radgraph): always output the most frequent target string (ties -> first seen);
       the clinical ones still need their weights.
@@ -826,17 +830,22 @@ def baseline(
     results: dict[str, float | str] = {}
     for kind, names in by_kind.items():
         probs = None
-        if kind == "classification" and options is not None:
-            idx = _parse_targets(targets, options, names[0])
-            choice = options[int(np.bincount(idx, minlength=len(options)).argmax())]
-            probs = np.full((len(targets), len(options)), 1.0 / len(options))
+        if kind in ("classification", "genotype") and (options is not None or kind == "genotype"):
+            choice_options = GENOTYPE_OPTIONS if options is None else options
+            counts = np.bincount(_parse_targets(targets, choice_options, names[0]), minlength=len(choice_options))
+            choices = [choice_options[i] for i in np.flatnonzero(counts == counts.max())]
+            if kind == "classification":
+                probs = np.full((len(targets), len(choice_options)), 1.0 / len(choice_options))
         elif kind == "classification":
-            choice = _most_frequent([_norm_choice(t) for t in targets])
-        elif kind == "genotype":
-            geno_options = GENOTYPE_OPTIONS if options is None else options
-            idx = _parse_targets(targets, geno_options, names[0])
-            choice = geno_options[int(np.bincount(idx, minlength=len(geno_options)).argmax())]
+            choices = [_most_frequent([_norm_choice(t) for t in targets])]
         else:
-            choice = _most_frequent(targets)
-        results.update(score(names, [choice] * len(targets), targets, option_probs=probs, **common))
+            # Free text: ties go to the first seen. Scoring every tied report (often all of them
+            # are unique) would cost a CIDEr-D pass per candidate, per bootstrap resample.
+            choices = [_most_frequent(targets)]
+        per_choice = [score(names, [choice] * len(targets), targets, option_probs=probs, **common)
+                      for choice in choices]
+        for name in names:
+            values = [scored[name] for scored in per_choice]
+            numeric = [v for v in values if isinstance(v, float) and not math.isnan(v)]
+            results[name] = max(numeric) if numeric else values[0]
     return {name: results[name] for name in metric_names}

@@ -405,6 +405,16 @@ def test_baseline_genotype():
     assert out == {"snp_f1": pytest.approx(40.0), "indel_f1": pytest.approx(80.0)}
 
 
+def test_baseline_ties_take_the_strongest_majority_call_per_metric():
+    # pooled counts 0:2, 1:3, 2:3 -> "1" and "2" are both majority calls.
+    # SNP (truth 1,1,2,0): always 1 -> TP 2, FP 2, FN 1 -> 4/7; always 2 -> TP 1, FP 3, FN 2 -> 2/7.
+    # Indel (truth 2,2,1,0): the mirror image, so always 2 scores 4/7 there.
+    # Lowest-index tie-breaking would have reported 2/7 for indel_f1.
+    out = M.baseline(["snp_f1", "indel_f1"], ["1", "1", "2", "0", "2", "2", "1", "0"],
+                     variant_types=["snp"] * 4 + ["indel"] * 4)
+    assert out == {"snp_f1": pytest.approx(400 / 7), "indel_f1": pytest.approx(400 / 7)}
+
+
 def test_baseline_generation_and_mixed():
     # most frequent target "no acute disease". token F1: 100, 100, 0 -> 66.667.
     # BLEU-1: 6 of 9 unigrams correct, testlen 9 >= reflen 3+3+2 -> no BP -> 66.667.
