@@ -51,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=16,
       grad_accum_steps=1,
       z_loss=1e-4,
+      loss_normalization="tokens",  # or "examples" (medpalm_m.model.loss)
       log_every=20,
       checkpoint_every=200,
       keep_checkpoints=2,

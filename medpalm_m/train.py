@@ -32,7 +32,7 @@ from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import flops, sharding
 from medpalm_m.data import mixtures, pipeline, preprocess
 from medpalm_m.data import tokenizer as tok
-from medpalm_m.model.loss import next_token_loss_sum
+from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
 from medpalm_m.model.multimodal import ModelConfig
 from medpalm_m.model.state import ModelTemplate
 from medpalm_m.optimizer import make_optimizer
@@ -105,6 +105,10 @@ class Trainer:
     self.cfg = cfg
     self.model_cfg = ModelConfig.from_dict(cfg.model)
     self.num_tasks = num_tasks
+    self.loss_normalization = cfg.train.get("loss_normalization", "tokens")
+    if self.loss_normalization not in NORMALIZATIONS:
+      raise ValueError(f"config.train.loss_normalization={self.loss_normalization!r}; use one of "
+                       f"{NORMALIZATIONS} (average over target tokens, or over examples)")
     self.mesh = mesh or sharding.make_mesh(dict(cfg.mesh))
     self.rules = tuple(cfg.rules) if cfg.rules else sharding.DEFAULT_RULES
     self.template, abstract_params = ModelTemplate.abstract(self.model_cfg)
@@ -160,7 +164,10 @@ class Trainer:
     model = self.template.bind(params, dropout_key=dropout_key if uses_dropout else None)
     logits = model(batch["tokens"], batch["images"], batch["input_mask"], batch["mask_ar"],
                    batch.get("segment_ids"), batch.get("positions"))
-    return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss)
+    token_weights = (per_example_weights(batch["mask_loss"], batch.get("segment_ids"))
+                     if self.loss_normalization == "examples" else None)
+    return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss,
+                               token_weights)
 
   def _train_step(self, state, batch):
     k = self.cfg.train.grad_accum_steps
@@ -186,7 +193,8 @@ class Trainer:
       (loss_sum, grads), stats = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(k)))
       stats = jax.tree.map(lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:]), stats)  # batch order
     num_tokens = jnp.maximum(stats["weights"].sum(), 1.0)
-    grads = jax.tree.map(lambda g: g / num_tokens, grads)
+    normalizer = jnp.maximum(stats["loss_weights"].sum(), 1.0)  # target tokens, or examples
+    grads = jax.tree.map(lambda g: g / normalizer, grads)
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
 
@@ -202,7 +210,7 @@ class Trainer:
     per_task = lambda x: jax.ops.segment_sum((x.astype(jnp.float32) * valid).ravel(), task.ravel(),
                                              self.num_tasks)
     metrics = {
-        "loss": loss_sum / num_tokens,
+        "loss": loss_sum / normalizer,
         "token_accuracy": stats["correct"].sum() / num_tokens,
         "grad_norm": optax.global_norm(grads),
         "learning_rate": self.schedule(state["step"]),

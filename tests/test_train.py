@@ -135,8 +135,10 @@ def test_incompatible_checkpoint_is_refused_naming_the_parameters(tmp_path, synt
   assert "decoder/blocks/0/mlp/gate: checkpoint [32, 64]" in out.stderr, out.stderr[-2000:]
 
 
-def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir):
+@pytest.mark.parametrize("normalization", ["tokens", "examples"])
+def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir, normalization):
   cfg = small_config.get_config()
+  cfg.train.loss_normalization = normalization
   # Plain SGD: the update is the gradient itself, so equal parameters mean equal gradients
   # (adaptive optimizers turn float noise in near-zero gradients into full-size sign flips).
   cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)
@@ -158,11 +160,22 @@ def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir):
     np.testing.assert_allclose(p1[name], p4[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("attention", ["causal", "prefix_lm"])
-def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir, attention):
-  """Packing is only a layout: the same examples give the same gradient and per-task counts."""
+def test_an_unknown_loss_normalization_is_refused_naming_the_key():
+  cfg = small_config.get_config()
+  cfg.train.loss_normalization = "sequence"
+  with pytest.raises(ValueError, match=r"config.train.loss_normalization='sequence'.*'examples'"):
+    Trainer(cfg, num_tasks=3)
+
+
+@pytest.mark.parametrize("attention,normalization",
+                         [("causal", "tokens"), ("prefix_lm", "tokens"), ("causal", "examples")])
+def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir, attention,
+                                                                  normalization):
+  """Packing is only a layout: the same examples give the same gradient and per-task counts,
+  whether the loss averages over tokens or over examples (which a packed row must split)."""
   cfg = small_config.get_config()
   cfg.model.attention = attention  # prefix-LM: each example's prompt block must stay its own
+  cfg.train.loss_normalization = normalization
   cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)  # update = gradient (see above)
   cfg.data.data_dir = synthetic_data_dir
   _, tokenizer = prepare_data(cfg)

@@ -1,4 +1,10 @@
-"""Next-token cross-entropy on target tokens only (PaLM-E), with optional z-loss."""
+"""Next-token cross-entropy on target tokens only (PaLM-E), with optional z-loss.
+
+Two normalisations (`config.train.loss_normalization`): "tokens" averages over every target
+token of the batch (T5X's NUM_REAL_TARGET_TOKENS), so an example's pull on the gradient grows
+with its answer's length; "examples" averages each example's tokens first and then over examples
+(T5X's AVERAGE_PER_SEQUENCE), so a one-token genotype call counts as much as a 30-token report.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,40 @@ import jax
 import jax.numpy as jnp
 
 
-def next_token_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
-                    z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean loss over target tokens, and per-position stats (for per-task accounting)."""
-  loss_sum, stats = next_token_loss_sum(logits, tokens, loss_mask, z_loss)
-  return loss_sum / jnp.maximum(stats["weights"].sum(), 1.0), stats
+NORMALIZATIONS = ("tokens", "examples")
+
+
+def next_token_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array, z_loss: float = 0.0,
+                    token_weights: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Weighted mean loss over target tokens, and per-position stats (for per-task accounting)."""
+  loss_sum, stats = next_token_loss_sum(logits, tokens, loss_mask, z_loss, token_weights)
+  return loss_sum / jnp.maximum(stats["loss_weights"].sum(), 1.0), stats
+
+
+def per_example_weights(loss_mask: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+  """Weights [B, T] for the "examples" normalisation: 1 / (target tokens of the token's example).
+
+  An example is a row, or one segment of a packed row (segment ids 1..S, 0 for padding). Each
+  example's weights sum to 1, so dividing a batch's weighted loss by the sum of the weights
+  averages over examples, over any number of accumulated micro-batches.
+  """
+  loss_mask = loss_mask.astype(jnp.float32)
+  if segment_ids is None:
+    return loss_mask / jnp.maximum(loss_mask.sum(axis=1, keepdims=True), 1.0)
+  num_segments = segment_ids.shape[1] + 1  # no row holds more segments than positions
+  counts = jax.vmap(lambda m, s: jax.ops.segment_sum(m, s, num_segments))(loss_mask, segment_ids)
+  return loss_mask / jnp.maximum(jnp.take_along_axis(counts, segment_ids, axis=1), 1.0)
 
 
 def next_token_loss_sum(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
-                        z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """logits [B, T, V] at position t predict tokens[t + 1]; loss_mask [B, T] marks target tokens.
+                        z_loss: float = 0.0, token_weights: jax.Array | None = None
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """logits [B, T, V] at position t predict tokens[t + 1]; loss_mask [B, T] marks target tokens;
+  token_weights [B, T] (zero off target) weigh each target token's loss (None: all 1).
 
-  Returns the loss summed over target tokens: the trainer divides by the token count of the
-  whole (accumulated) batch, so k micro-batches give exactly the gradient of one big batch.
+  Returns the weighted loss sum: the trainer divides by the sum of `stats["loss_weights"]` over
+  the whole (accumulated) batch (its target tokens, or its examples), so k micro-batches give
+  exactly the gradient of one big batch.
   """
   # Every position is scored against the next token (the last against padding, with weight 0)
   # rather than slicing logits[:, :-1]: the slice's gradient is a pad that copies the whole
@@ -35,7 +62,9 @@ def next_token_loss_sum(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Arr
   # Correct when the target's logit is the largest: a max, not an argmax over the vocabulary
   # (which tracks indices and cost ~180 ms a step at bench-small). A tie counts as correct.
   correct = (target_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
-  loss_sum = (per_token * weights).sum()
+  loss_weights = weights if token_weights is None else jnp.pad(token_weights[:, 1:], ((0, 0), (0, 1)))
+  loss_sum = (per_token * loss_weights).sum()
   # Per position (position t scores tokens[t + 1]), so a packed row can be split by example.
-  stats = {"nll": nll * weights, "correct": correct * weights, "weights": weights}
+  stats = {"nll": nll * weights, "correct": correct * weights, "weights": weights,
+           "loss_weights": loss_weights}
   return loss_sum, stats

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from medpalm_m.data import preprocess, tokenizer as tok
-from medpalm_m.model.loss import next_token_loss
+from medpalm_m.model.loss import next_token_loss, per_example_weights
 from medpalm_m.model.multimodal import MedPaLMM, ModelConfig
 
 IMG = tok.IMAGE_ID
@@ -151,6 +151,29 @@ def test_prompt_and_padding_tokens_contribute_nothing_to_the_loss():
   logp = jax.nn.log_softmax(np.asarray(logits), -1)
   nll = [-logp[b, t - 1, tokens[b, t]] for b in range(2) for t in range(20) if loss_mask[b, t]]
   np.testing.assert_allclose(loss, np.mean(nll), rtol=1e-5)
+
+
+def test_example_normalization_averages_each_example_then_the_examples():
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(2, 8, 11)), jnp.float32)
+  tokens = jnp.asarray(rng.integers(0, 11, size=(2, 8)))
+  # Row 0 packs two examples (3 target tokens, then 1); row 1 is one example with 2, then padding.
+  segment_ids = jnp.asarray([[1, 1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 0, 0, 0]])
+  loss_mask = jnp.asarray([[0, 1, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 0, 0, 0]], bool)
+  logp = jax.nn.log_softmax(np.asarray(logits), -1)
+  nll = lambda b, t: -logp[b, t - 1, int(tokens[b, t])]
+  per_example = [np.mean([nll(0, 1), nll(0, 2), nll(0, 3)]), nll(0, 6), np.mean([nll(1, 3), nll(1, 4)])]
+  loss, stats = next_token_loss(logits, tokens, loss_mask,
+                                token_weights=per_example_weights(loss_mask, segment_ids))
+  np.testing.assert_allclose(loss, np.mean(per_example), rtol=1e-5)
+  np.testing.assert_allclose(stats["loss_weights"].sum(), 3.0)
+  tokens_loss, _ = next_token_loss(logits, tokens, loss_mask)
+  np.testing.assert_allclose(tokens_loss, np.mean([nll(0, 1), nll(0, 2), nll(0, 3), nll(0, 6),
+                                                   nll(1, 3), nll(1, 4)]), rtol=1e-5)
+  # Unpacked rows (no segment ids) are one example each.
+  row_loss, _ = next_token_loss(logits, tokens, loss_mask, token_weights=per_example_weights(loss_mask, None))
+  np.testing.assert_allclose(row_loss, np.mean([np.mean([nll(0, t) for t in (1, 2, 3, 6)]),
+                                                per_example[2]]), rtol=1e-5)
 
 
 def test_gemma_style_fields_build_and_run():
