@@ -7,6 +7,7 @@ run does not compile again.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,8 +114,11 @@ def test_each_process_feeds_its_part_of_the_batch_and_replicas_feed_the_same(tmp
                         "--devices_per_process=2", "--", "-c", BATCH_PARTS], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
-  results = {int(line.split()[1]): json.loads(line.split(" ", 2)[2])
-             for line in out.stdout.splitlines() if line.startswith("RESULT")}
+  # Searched for, not read from line starts: both processes share the pipe, and Gloo's C++ logging
+  # writes its lines in pieces, so "[Gloo] Rank " can land just before a RESULT line. Each RESULT
+  # line is one write(), under the pipe's atomic size, so it arrives whole.
+  results = {int(process): json.loads(payload)
+             for process, payload in re.findall(r"RESULT (\d+) ([^\n]*)", out.stdout)}
   assert sorted(results) == [0, 1], out.stdout
   everything = list(range(8))
   for process, result in results.items():
