@@ -10,10 +10,10 @@ degenerate fragments (BLEU-4 0) and wrote one report for 40 of 48 radiographs.
 
 Genomics is weighted 28 (20% of examples) because the loss averages over target tokens: a task's
 pull on the gradient is its weight times its answer's length, so at weight 14 report generation
-(21 target tokens) took 62% of the gradient and genomics (3 target tokens with EOS) 5%. There the model
-told hom-ref from hom-alt but called 4 of 200 training hets het (SNP-F1 47 on test); trained on
-genomics alone it learns all three calls in 80 steps (F1 78), so the task was starved, not
-unlearnable. At 28 the default (seed 0) and seed 1 clear every baseline's bootstrap interval;
+(21 target tokens) took 62% of the gradient and genomics (3 target tokens with EOS) 5%. There
+the model told hom-ref from hom-alt but called 4 of 200 training hets het (SNP-F1 47 on test);
+trained on genomics alone it learns all three calls in 80 steps (F1 78), so the task was starved,
+not unlearnable. At 28 the default (seed 0) and seed 1 clear every baseline's bootstrap interval;
 with seed 2 genomics stays at its baseline (SNP-F1 45 against 42; README). Averaging the loss
 over examples instead (config.train.loss_normalization="examples", weight 14) also lifted
 genomics (SNP-F1 77) but left report generation 19% of the gradient: CIDEr-D fell from 364 to
