@@ -830,7 +830,7 @@ def baseline(
     results: dict[str, float | str] = {}
     for kind, names in by_kind.items():
         probs = None
-        if kind in ("classification", "genotype") and (options is not None or kind == "genotype"):
+        if kind == "genotype" or (kind == "classification" and options is not None):
             choice_options = GENOTYPE_OPTIONS if options is None else options
             counts = np.bincount(_parse_targets(targets, choice_options, names[0]), minlength=len(choice_options))
             choices = [choice_options[i] for i in np.flatnonzero(counts == counts.max())]
