@@ -27,8 +27,9 @@ sys.path.insert(0, ROOT)
 import pysam  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from medpalm_m.data import pileup  # noqa: E402
+from medpalm_m.data import prompts  # noqa: E402
 from medpalm_m.data.builders import cbis_ddsm, mimic_cxr, pad_ufes_20, precision_fda, vindr_mammo  # noqa: E402
+from medpalm_m.data.synthetic import genome as simulated_genome  # noqa: E402
 from tests.data.builders import test_imaging_builders as imaging  # noqa: E402
 
 
@@ -37,9 +38,9 @@ def write_simulated_download(root: Path, sites_per_contig: int) -> None:
   root.mkdir(parents=True)
   genomes = []
   for contig, seed in (("chr1", 1), ("chr20", 2)):
-    pileup._SIM_CONTIG = contig  # the simulator names its single contig from this
-    genomes.append(pileup.simulate_genome(root / contig, num_sites=sites_per_contig, seed=seed))
-  pileup._SIM_CONTIG = "chr1"
+    simulated_genome._SIM_CONTIG = contig  # the simulator names its single contig from this
+    genomes.append(simulated_genome.simulate_genome(root / contig, num_sites=sites_per_contig, seed=seed))
+  simulated_genome._SIM_CONTIG = "chr1"
   with open(root / "reference.fasta", "w") as out:
     for genome in genomes:
       out.write(genome.fasta_path.read_text())
@@ -95,7 +96,7 @@ def main():
         "vindr_mammo": (vindr_mammo.VindrMammo, lambda d: imaging.write_vindr_mammo(
             d, image_size=(2800, 3518), repeat=max(1, int(4 * scale)))),
         "cbis_ddsm_mass": (cbis_ddsm.CbisDdsmMass, lambda d: imaging.write_cbis_ddsm(
-            d, "mass", [(("train", "test")[k % 5 == 4], cbis_ddsm.PATHOLOGIES[k % 3], "plain")
+            d, "mass", [(("train", "test")[k % 5 == 4], prompts.PATHOLOGIES[k % 3], "plain")
                         for k in range(max(5, int(60 * scale)))], crop_size=600, full_size=(1024, 800))),
         "precision_fda": (SimulatedPrecisionFda, lambda d: write_simulated_download(d, max(20, int(300 * scale)))),
     }

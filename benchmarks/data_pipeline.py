@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from medpalm_m.data import mixtures, pipeline, preprocess  # noqa: E402
-from medpalm_m.train import prepare_data, sequence_spec  # noqa: E402
-from medpalm_m.model.multimodal import ModelConfig  # noqa: E402
+from medpalm_m.runtime import prepare_data, sequence_spec  # noqa: E402
+from medpalm_m.model.medpalm import ModelConfig  # noqa: E402
 
 
 def load_config(path):

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/decode.py [--config=configs/tiny.py] [--workdir=workdirs/tiny] \
         [--batch_sizes=1,16] [--task=synthetic_mimic_cxr_report] [--repeats=5]
 
-Times `medpalm_m.evaluate.Evaluator.generate` (one jitted prefill + a scan over the KV cache, the
+Times `medpalm_m.evaluation.Evaluator.decode` (one jitted prefill + a scan over the KV cache, the
 code `python -m medpalm_m.evaluate` runs) on real prompts of one task, after a compile-and-warm-up
 call. The scan always runs `config.eval.max_decode_tokens` steps, so tokens/s counts every decoded
 position (batch x max_decode_tokens per call), EOS or not. With --workdir the trained parameters
@@ -19,11 +19,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.data_pipeline import load_config  # noqa: E402
-from medpalm_m import evaluate  # noqa: E402
+from medpalm_m import evaluation  # noqa: E402
 from medpalm_m.data import pipeline, preprocess, tasks  # noqa: E402
-from medpalm_m.model.multimodal import ModelConfig  # noqa: E402
-from medpalm_m.model.state import ModelTemplate  # noqa: E402
-from medpalm_m.train import prepare_data, sequence_spec  # noqa: E402
+from medpalm_m.model.medpalm import ModelConfig  # noqa: E402
+from medpalm_m.model.template import ModelTemplate  # noqa: E402
+from medpalm_m.runtime import Runtime, prepare_data, sequence_spec  # noqa: E402
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
   model_cfg = ModelConfig.from_dict(cfg.model)
   template, params = ModelTemplate.create(model_cfg, cfg.seed)
   if args.workdir:
-    _, params, step = evaluate.load_params(cfg, args.workdir, None)
+    params, step = Runtime(cfg).restore_params(args.workdir)
     print(f"parameters of {args.workdir} at step {step}")
   task = tasks.get(args.task)
   preprocessor = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, model_cfg), {args.task: 0})
@@ -56,13 +56,13 @@ def main():
         f"{new_tokens} new tokens, task {args.task}")
   for b in batch_sizes:
     cfg.eval.batch_size = b
-    evaluator = evaluate.Evaluator(cfg, template, tokenizer, sequence)
+    evaluator = evaluation.Evaluator(cfg, template, tokenizer, sequence)
     chunk = features[:b]
-    evaluator.generate(params, chunk)  # compile and warm up
+    evaluator.decode(params, chunk)  # compile and warm up
     times = []
     for _ in range(args.repeats):
       start = time.perf_counter()
-      evaluator.generate(params, chunk)
+      evaluator.decode(params, chunk)
       times.append(time.perf_counter() - start)
     median = statistics.median(times)
     print(f"batch {b:3d}: median {median * 1000:.0f} ms per call = {b * new_tokens / median:.0f} tokens/s "

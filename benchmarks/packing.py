@@ -20,7 +20,8 @@ import jax  # noqa: E402
 
 from benchmarks.data_pipeline import load_config  # noqa: E402
 from medpalm_m.data import mixtures, pipeline, preprocess  # noqa: E402
-from medpalm_m.train import Trainer, prepare_data, sequence_spec  # noqa: E402
+from medpalm_m.runtime import prepare_data, sequence_spec  # noqa: E402
+from medpalm_m.trainer import Trainer  # noqa: E402
 
 
 def main():

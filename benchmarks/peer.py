@@ -40,8 +40,8 @@ import numpy as np
 
 from medpalm_m import flops
 from medpalm_m.model import decode
-from medpalm_m.model.multimodal import ModelConfig
-from medpalm_m.model.state import ModelTemplate
+from medpalm_m.model.medpalm import ModelConfig
+from medpalm_m.model.template import ModelTemplate
 
 IMAGE_SIZE, PATCH = 224, 16
 NUM_PATCHES = (IMAGE_SIZE // PATCH) ** 2  # 196
@@ -149,18 +149,13 @@ def sequences(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def our_train_step(size: str, batch: dict[str, np.ndarray]) -> Callable[[], None]:
   """The Trainer's own jitted step (the code `python -m medpalm_m.train` runs), with AdamW."""
-  import ml_collections
-
-  from medpalm_m import train
-  cfg = ml_collections.ConfigDict()
-  cfg.seed = 0
+  from medpalm_m import runtime
+  from medpalm_m.trainer import Trainer
+  cfg = runtime.base_config()
   cfg.model = dataclasses.asdict(our_config(size))
-  cfg.train = dict(batch_size=len(batch["tokens"]), grad_accum_steps=1, z_loss=0.0, num_steps=1000)
-  cfg.optimizer = dict(name="adamw", learning_rate=1e-4, schedule="constant", warmup_steps=0, b1=0.9,
-                       b2=0.999, weight_decay=0.0, clip_norm=0.0, freeze="")
-  cfg.mesh = dict(data=-1, fsdp=1, tensor=1)
-  cfg.rules = None
-  trainer = train.Trainer(cfg, num_tasks=1)
+  cfg.train.update(batch_size=len(batch["tokens"]), z_loss=0.0)
+  cfg.optimizer.update(name="adamw", learning_rate=1e-4, clip_norm=0.0)
+  trainer = Trainer(cfg, num_tasks=1)
   state = trainer.init_state()
   b = len(batch["tokens"])
   full = dict(batch, task_id=np.zeros(b, np.int32), prompt_truncated=np.zeros(b, bool),

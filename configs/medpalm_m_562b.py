@@ -9,16 +9,13 @@ hosts, which then read the same part of each batch (medpalm_m.sharding.process_b
 
 import ml_collections
 
-from configs import paper_sizes, tiny
-from configs.medpalm_m_12b import paper_training
+from configs import base, paper
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = tiny.get_config()  # the full schema; everything the paper fixes is set below
-  c.seed = 0
-  c.model = paper_sizes.model("540b", "vit_22b")
-  paper_training(c, batch_size=256, learning_rate=2.5e-5)
+  c = base.get_config()
+  c.model.update(paper.model("540b", "vit_22b"))
+  paper.training(c, batch_size=256, learning_rate=2.5e-5)
   c.mesh = dict(data=1, fsdp=-1, tensor=8)
-  c.rules = None  # medpalm_m.sharding.DEFAULT_RULES: batch over (data, fsdp), weights over fsdp
   c.topology = "v5p-1024"  # what medpalm_m.plan checks by default
   return c

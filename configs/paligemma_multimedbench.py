@@ -33,18 +33,16 @@ import os
 
 import ml_collections
 
+from configs import base, paper
 from configs.mixtures import multimedbench
 
 _TEXT_TOKENS = 710 - 256  # the paper's input budget without its 256 image slots
 
 
 def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.init_from = ""
-  c.model = None  # filled in by `medpalm_m.convert import`, or from the imported workdir below
+  c = base.get_config()
+  paper.training(c, batch_size=128, learning_rate=5e-5)
   image_tokens = 256
-  tokenizer = ""
   if imported_workdir:
     imported_workdir = os.path.abspath(os.path.expanduser(imported_workdir))
     path = os.path.join(imported_workdir, "config.json")
@@ -54,49 +52,22 @@ def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
     with open(path) as f:
       imported = json.load(f)
     c.init_from = imported_workdir
-    c.model = imported["model"]
+    c.model = imported["model"]  # the checkpoint's architecture, whole
     c.model.dtype = "bfloat16"  # compute; parameters and optimizer state stay float32
     c.model.decoder.update(dropout=0.1, remat="full")
     c.model.vit.remat = "full"
+    # .get: a workdir imported before image_pool_tokens existed does not name it.
     image_tokens = imported["model"].get("image_pool_tokens") or (
         imported["model"]["vit"]["image_size"] // imported["model"]["vit"]["patch_size"]) ** 2
-    tokenizer = imported["data"]["tokenizer"]
-  c.data = dict(
-      mixture=multimedbench.MIXTURE,
+    c.data.tokenizer = imported["data"]["tokenizer"]  # the imported checkpoint's, with <img> at id 4
+  c.data.update(
       data_dir="~/tensorflow_datasets/medpalm_m",
-      tokenizer=tokenizer,  # the imported checkpoint's, with <img> at id 4
-      build_synthetic=False,
       # Task -> folder of its manual download; empty: already prepared under data_dir.
       manual_dirs={task: "" for task in (*multimedbench.MIXTURE, "pubmedqa")},
-      skip_malformed=False,
       max_prompt_tokens=image_tokens + _TEXT_TOKENS,
-      max_target_tokens=256,
-      max_images=1,
       num_workers=8,
-      # Off to keep the paper's batch counted in examples; on, each row holds ~1.5 examples.
-      packing=dict(enabled=False, images_per_row=2, examples_per_row=8),
-  )
-  c.train = dict(
-      num_steps=10_000,  # not reported by the paper; the placeholder of configs/medpalm_m_12b.py
-      batch_size=128,
-      grad_accum_steps=1,
-      z_loss=1e-4,
-      log_every=50,
-      checkpoint_every=1000,
-      keep_checkpoints=3,
-      eval_every=0,
-  )
-  c.optimizer = dict(
-      name="adafactor", learning_rate=5e-5, schedule="constant", warmup_steps=0, b1=0.9,
-      b2=0.999, weight_decay=0.0, clip_norm=1.0, freeze="",
   )
   c.mesh = dict(data=1, fsdp=-1, tensor=1)
-  c.rules = None
-  c.eval = dict(
-      split="test",
-      max_examples_per_task=ml_collections.FieldReference(None, field_type=int),  # None: every example
-      batch_size=32, max_decode_tokens=256,
-      write_predictions=False,
-      scorer_paths=dict(chexbert_checkpoint="", chexbert_bert_dir="", radgraph_model_dir=""),
-  )
+  c.train.update(log_every=50, checkpoint_every=1000, keep_checkpoints=3)
+  c.eval.update(batch_size=32, max_decode_tokens=256)
   return c

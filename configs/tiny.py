@@ -10,13 +10,13 @@ scratch.
 
 import ml_collections
 
+from configs import base
 from configs.mixtures import synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.model = dict(
+  c = base.get_config()
+  c.model.update(
       # The paper's 224 px input, cut into 28 px patches (64 tokens instead of 256): large
       # patches keep a one-pixel-wide pileup column intact, which resizing to 64 px destroys.
       vit=dict(image_size=224, patch_size=28, width=128, depth=3, num_heads=4, mlp_dim=512),
@@ -28,55 +28,24 @@ def get_config() -> ml_collections.ConfigDict:
       # baselines and each image example is 48 positions shorter, so rows pack ~1.4x as many.
       image_pool_tokens=16,
       image_token_id=4,  # fixed by medpalm_m.data.tokenizer: pad 0, eos 1, bos 2, unk 3, <img> 4
-      attention="causal",
-      dtype="float32",
   )
-  c.data = dict(
-      mixture=synthetic.MIXTURE,
-      data_dir="~/.cache/medpalm_m/tensorflow_datasets",
-      tokenizer="",  # empty: the synthetic benchmark's own SentencePiece model in data_dir
-      build_synthetic=True,  # build MultiMedBench-mini on first use when it is missing
-      max_prompt_tokens=224,  # paper: 710 (text and image slots together)
-      max_target_tokens=32,  # paper: 256
-      max_images=1,  # paper: at most one image per training context
-      num_workers=0,  # grain worker processes; 0 = in the training process
-      # Several whole examples per training row (medpalm_m.data.pipeline.Packing): unpacked, the
-      # synthetic mixture's rows are ~46% padding.
-      packing=dict(enabled=True, images_per_row=2, examples_per_row=8),
-  )
-  c.train = dict(
-      # 650 rather than 450: at 450 the runs sat at the edge of memorising the QA fact base
-      # and of reading the chest X-rays (one mixture reweighting moved MedQA from 97% to 35%).
-      num_steps=650,
-      batch_size=16,
-      grad_accum_steps=1,
-      z_loss=1e-4,
-      loss_normalization="tokens",  # or "examples" (medpalm_m.model.loss)
-      log_every=20,
-      checkpoint_every=200,
-      keep_checkpoints=2,
-      eval_every=0,  # evaluate every N steps with medpalm_m.evaluate's code; 0: never
-  )
-  c.optimizer = dict(
-      name="adafactor", learning_rate=3e-3, schedule="cosine", warmup_steps=50, b1=0.9,
-      b2=0.999, weight_decay=0.0, clip_norm=1.0, freeze="",
+  c.data.mixture = synthetic.MIXTURE
+  # Several whole examples per training row: unpacked, the synthetic mixture's rows are ~46%
+  # padding.
+  c.data.packing.enabled = True
+  # 650 rather than 450: at 450 the runs sat at the edge of memorising the QA fact base and of
+  # reading the chest X-rays (one mixture reweighting moved MedQA from 97% to 35%).
+  c.train.num_steps = 650
+  c.optimizer.update(
+      learning_rate=3e-3, schedule="cosine", warmup_steps=50,
       # The ViT at 0.3x the decoder's rate: at 3e-3 its 2352-input patch embedding drowned in
       # update noise and the model ignored the chest X-rays (AUC 57 -> 67-71 in 200-step CXR runs).
       lr_multipliers={"^vit/": 0.3},
   )
-  c.mesh = dict(data=-1, fsdp=1, tensor=1)
-  c.rules = None  # None: medpalm_m.sharding.DEFAULT_RULES (data + FSDP)
-  c.eval = dict(
-      # Every test example (150-250 per synthetic task): at 100, the report metrics' 95%
-      # intervals were too wide to tell the model from the baseline.
-      split="test", max_examples_per_task=ml_collections.FieldReference(None, field_type=int),
-      batch_size=16, max_decode_tokens=48,
-      write_predictions=False,  # per-example predictions are medical text: only when asked
-      # Resamples for each metric's 95% interval of ours - baseline, the margin the default run
-      # is judged by (README); 0: not computed. CIDEr-D and BLEU are corpus metrics, so every
-      # resample rescores them: ~2.5 of the evaluation's ~5 minutes.
-      bootstrap=300,
-      # Local weights for the model-based report metrics; empty: reported as skipped.
-      scorer_paths=dict(chexbert_checkpoint="", chexbert_bert_dir="", radgraph_model_dir=""),
-  )
+  # Every test example (150-250 per synthetic task; base's default): at 100, the report
+  # metrics' 95% intervals were too wide to tell the model from the baseline. Resamples for each
+  # metric's 95% interval of ours - baseline, the margin the default run is judged by (README).
+  # CIDEr-D and BLEU are corpus metrics, so every resample rescores them: ~2.5 of the
+  # evaluation's ~5 minutes.
+  c.eval.bootstrap = 300
   return c

@@ -44,13 +44,17 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
+  def meta(self, step: int) -> dict:
+    """The JSON saved beside step's state: parameter signature, tasks, mixture, ..."""
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def restore(self, step: int, abstract_state: dict, data_iterator: Any | None,
               expected_params: dict[str, Any]) -> tuple[dict, dict]:
     """Restore into `abstract_state`'s shapes and shardings (and the iterator in place)."""
-    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = self.meta(step)
     check_compatible(meta["params"], param_signature(expected_params), self.directory, step)
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
@@ -62,8 +66,7 @@ class Checkpointer:
     """Only the parameters of a saved state, nothing of its optimizer state: how a run starts from
     another run's (or an imported) checkpoint. Each array is read straight into the sharding its
     `abstract_params` entry carries (numpy arrays where it carries none)."""
-    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    check_compatible(meta["params"], param_signature(abstract_params), self.directory, step)
+    check_compatible(self.meta(step)["params"], param_signature(abstract_params), self.directory, step)
     target = {"params": abstract_params}
     with ocp.PyTreeCheckpointer() as checkpointer:
       restored = checkpointer.restore(

@@ -6,7 +6,7 @@ forward), not what remat recomputes, so MFU compares implementations fairly.
 
 from __future__ import annotations
 
-from medpalm_m.model.multimodal import ModelConfig
+from medpalm_m.model.medpalm import ModelConfig
 
 
 def training_flops_per_step(cfg: ModelConfig, batch_size: int, seq_len: int, images_per_example: int) -> float:

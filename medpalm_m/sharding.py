@@ -71,7 +71,7 @@ def logical_to_spec(logical: Sequence[str | None] | None, shape: Sequence[int], 
   spec = []
   for name, dim in zip(logical, shape):
     target = table.get(name) if name is not None else None
-    axes = (target,) if isinstance(target, str) else tuple(target or ())
+    axes = mesh_axes_of(target)
     axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
     size = math.prod(mesh.shape[a] for a in axes)
     if not axes or dim % size:
@@ -101,7 +101,7 @@ def like_params(tree: Any, params: dict[str, Any], param_shardings: dict[str, Na
 def batch_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> NamedSharding:
   """Leading (batch) axis over the batch mesh axes, everything else replicated."""
   target = dict(rules).get("batch")
-  axes = (target,) if isinstance(target, str) else tuple(target or ())
+  axes = mesh_axes_of(target)
   return NamedSharding(mesh, P(axes if axes else None))
 
 
@@ -132,3 +132,13 @@ def describe(tree: Any) -> dict[str, str]:
   """Each array's sharding spec, for logs and tests."""
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(p): str(getattr(x, "sharding", None)) for p, x in flat}
+
+
+def rules_of(cfg) -> tuple[tuple[str, Any], ...]:
+  """config.rules, or DEFAULT_RULES when the config leaves them None."""
+  return tuple(tuple(rule) for rule in cfg.rules) if cfg.rules else DEFAULT_RULES
+
+
+def mesh_axes_of(rule_target: Any) -> tuple[str, ...]:
+  """The mesh axes a rule maps a logical axis to: none, one name, or a tuple of names."""
+  return (rule_target,) if isinstance(rule_target, str) else tuple(rule_target or ())

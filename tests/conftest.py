@@ -16,14 +16,14 @@ def synthetic_data_dir(tmp_path_factory):
   """MultiMedBench-mini built once per test session, shared by pytest-xdist workers."""
   import fcntl
 
-  from medpalm_m.data import synthetic
+  from medpalm_m.data import build
   root = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
     root = root.parent  # this run's directory, shared by its xdist workers
   data_dir = root / "synthetic_tfds"
   with open(root / "synthetic_tfds.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others wait and reuse it
-    synthetic.build(str(data_dir), verbose=False)
+    build.build_synthetic(str(data_dir), verbose=False)
   return str(data_dir)
 
 
@@ -35,7 +35,7 @@ def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
   pytest-xdist workers."""
   import fcntl
 
-  from medpalm_m import train
+  from medpalm_m import trainer
   from tests import small_config
   root = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -48,5 +48,5 @@ def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
       cfg.data.update(data_dir=synthetic_data_dir, build_synthetic=False)  # built above
       cfg.train.update(num_steps=4, eval_every=2, checkpoint_every=4)  # one checkpoint: step 4
       cfg.eval.max_examples_per_task = 4
-      train.train(cfg, str(workdir))
+      trainer.train(cfg, str(workdir))
   return str(workdir)

@@ -88,7 +88,8 @@ BATCH_PARTS = """
 import json, sys
 import jax, numpy as np
 from jax.experimental import multihost_utils
-from medpalm_m.train import Trainer, initialize_distributed
+from medpalm_m.runtime import initialize_distributed
+from medpalm_m.trainer import Trainer
 from tests import small_config
 initialize_distributed()
 results = {}

@@ -10,6 +10,6 @@ weights back into the same files. Parity with transformers is tested in tests/co
 """
 
 from medpalm_m.convert.rules import CheckpointMismatchError
-from medpalm_m.convert.workdir import export_checkpoint, import_checkpoint
+from medpalm_m.convert.hf_checkpoint import export_checkpoint, import_checkpoint
 
 __all__ = ["CheckpointMismatchError", "export_checkpoint", "import_checkpoint"]

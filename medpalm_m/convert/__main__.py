@@ -18,8 +18,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-_REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_DEFAULT_CONFIG = os.path.join(_REPOSITORY, "configs", "paligemma_multimedbench.py")
+from medpalm_m import runtime
+from medpalm_m.convert import export_checkpoint, import_checkpoint
+
+_DEFAULT_CONFIG = os.path.join(runtime.REPO_ROOT, "configs", "paligemma_multimedbench.py")
 
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "import: run config around the imported model.")
 flags.DEFINE_string("hf_dir", None, "import: Hugging Face folder (config.json, weights, tokenizer.model).")
@@ -31,12 +33,10 @@ flags.DEFINE_string("source", None,
 
 
 def main(argv) -> None:
-  from medpalm_m.convert import export_checkpoint, import_checkpoint
-  from medpalm_m.train import quiet_libraries
   FLAGS = flags.FLAGS
   if len(argv) != 2 or argv[1] not in ("import", "export"):
     raise app.UsageError("usage: python -m medpalm_m.convert import|export --workdir=... (see --help)")
-  quiet_libraries()
+  runtime.quiet_libraries()
   try:
     if argv[1] == "import":
       if not FLAGS.hf_dir or not FLAGS.workdir:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from medpalm_m.convert import gemma, siglip
 from medpalm_m.convert.rules import PREFIXES, Rule, copy
-from medpalm_m.model.multimodal import ModelConfig
+from medpalm_m.model.medpalm import ModelConfig
 
 MODEL_TYPE = "gemma3"
 

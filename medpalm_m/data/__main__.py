@@ -1,8 +1,16 @@
-"""Look at the data: list tasks and mixtures, build MultiMedBench-mini, write examples to a folder.
+"""Build and look at the data: list tasks and mixtures, build datasets, write examples to a folder.
 
     python -m medpalm_m.data list
-    python -m medpalm_m.data build --data_dir=DIR
+    python -m medpalm_m.data build [--data_dir=DIR]
+    python -m medpalm_m.data build [--data_dir=DIR] medqa=~/dl/MedQA/data_clean \\
+        medmcqa=~/dl/medmcqa slake=~/dl/Slake1.0 [--skip_malformed]
     python -m medpalm_m.data show --data_dir=DIR [--mixture=synthetic] [--n=20] --out=FOLDER
+
+`build` alone builds the synthetic MultiMedBench-mini and its tokenizer. Given TASK=PATH pairs it
+builds real datasets instead: each pair names a registered task (see `list`) and the folder that
+holds its manual download, and the task's builder is prepared under DIR unless it already is.
+Training does the same on first use when the config gives `data.manual_dirs` (see
+configs/medpalm_m_12b_multimedbench.py).
 """
 
 from __future__ import annotations
@@ -45,10 +53,28 @@ def cmd_list(args) -> None:
 
 
 def cmd_build(args) -> None:
-  from medpalm_m.data import synthetic
-  timings = synthetic.build(args.data_dir)
-  print(f"MultiMedBench-mini ready under {os.path.expanduser(args.data_dir)} "
-        f"({sum(timings.values()):.1f}s)")
+  from medpalm_m.data import build
+  if not args.manual_dirs:
+    timings = build.build_synthetic(args.data_dir)
+    print(f"MultiMedBench-mini ready under {os.path.expanduser(args.data_dir)} "
+          f"({sum(timings.values()):.1f}s)")
+    return
+  from medpalm_m.data.builders import base
+  try:
+    build.prepare(args.data_dir, args.manual_dirs, skip_malformed=args.skip_malformed)
+  except (base.ManualDataError, base.MalformedRecordError, KeyError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _manual_dirs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
+  manual_dirs = {}
+  for pair in pairs:
+    task, sep, path = pair.partition("=")
+    if not sep or not task or not path:
+      parser.error(f"{pair!r} is not TASK=PATH")
+    manual_dirs[task] = path
+  return manual_dirs
 
 
 def cmd_show(args) -> None:
@@ -75,14 +101,23 @@ def main(argv=None) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
   sub.add_parser("list", help="registered tasks and the mixtures in configs/mixtures")
-  build = sub.add_parser("build", help="build MultiMedBench-mini and its tokenizer")
-  build.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
+  build = sub.add_parser("build", help="build MultiMedBench-mini and its tokenizer, or the real "
+                         "datasets given as TASK=PATH")
+  build.add_argument("--data_dir", default=DEFAULT_DATA_DIR, help="where the prepared TFDS datasets go")
+  build.add_argument("--skip_malformed", action="store_true",
+                     help="real datasets: skip and count malformed records instead of stopping at the first one")
+  build.add_argument("pairs", nargs="*", metavar="TASK=PATH",
+                     help="a real task and the folder of its manual download")
   show = sub.add_parser("show", help="write a mixture's first examples to a folder")
   show.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
   show.add_argument("--mixture", default="synthetic")
   show.add_argument("--n", type=int, default=20)
   show.add_argument("--out", required=True)
   args = parser.parse_args(argv)
+  if args.command == "build":
+    args.manual_dirs = _manual_dirs(build, args.pairs)
+    if args.skip_malformed and not args.manual_dirs:
+      build.error("--skip_malformed applies to real datasets, given as TASK=PATH")
   sys.path.insert(0, os.getcwd())  # configs/ is importable from the repository root
   {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
 

@@ -65,8 +65,3 @@ def _import_registries() -> None:
 def text(value: Any) -> str:
   """TFDS returns text features as bytes; formatters want str."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def multiple_choice(options: Sequence[str]) -> str:
-  """The paper's option list: "(A) No (B) Yes"."""
-  return " ".join(f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(options))

@@ -24,9 +24,11 @@ from flax import nnx
 from matplotlib.figure import Figure
 
 from medpalm_m.data import preprocess
+from medpalm_m.evaluation import Evaluator
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.inspection.workdir import Workdir
-from medpalm_m.model.state import ModelTemplate
+from medpalm_m.model.template import ModelTemplate
+from medpalm_m.runtime import Runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +75,14 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
   up to config.eval.max_decode_tokens, with the EOS that ended it), unless `answer_ids` gives one
   to score instead. `step` defaults to the latest checkpoint.
   """
-  from medpalm_m.evaluate import Evaluator, load_params
-  from medpalm_m.train import sequence_spec
   cfg = workdir.config.copy_and_resolve_references()
   cfg.eval.batch_size = 1  # one question: no padding copies to decode
   # Inference never needs rematerialisation, and values sown inside nnx.remat do not come out.
   cfg.model.decoder.remat = "none"
   tokenizer = workdir.tokenizer()
-  trainer, params, step = load_params(cfg, workdir.path, step)
-  spec = sequence_spec(cfg, trainer.model_cfg)
+  runtime = Runtime(cfg)
+  params, step = runtime.restore_params(workdir.path, step)
+  spec = runtime.spec
   example = {"id": "inspect", "task": "inspect", "prompt": prompt, "target": "", "images": list(images)}
   features = preprocess.Preprocessor(tokenizer, spec, {"inspect": 0})(example)
   if features["dropped"]:
@@ -91,7 +92,7 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
     warnings.warn(f"the prompt is longer than config.data.max_prompt_tokens={spec.max_prompt_tokens}: "
                   "the model sees only its end", stacklevel=2)
   if answer_ids is None:
-    generated = Evaluator(cfg, trainer.template, tokenizer, spec).generate(params, [features])[0]
+    generated = Evaluator(cfg, runtime.template, tokenizer, spec).decode(params, [features])[0]
     answer_ids = generated[:generated.index(tok.EOS_ID) + 1] if tok.EOS_ID in generated else generated
   answer_ids = [int(i) for i in answer_ids]
   if not answer_ids:
@@ -105,7 +106,7 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
   tokens[prompt_length:] = tok.PAD_ID
   tokens[prompt_length:length] = answer_ids
   input_mask = np.arange(spec.length) < length
-  logits, weights = _forward(trainer.template, params, tokens[None], features["images"][None],
+  logits, weights = _forward(runtime.template, params, tokens[None], features["images"][None],
                              input_mask[None], features["mask_ar"][None])
   rows = np.arange(prompt_length - 1, length - 1)  # the positions that chose each answer token
   logp = np.asarray(jax.nn.log_softmax(np.asarray(logits)[0, rows], axis=-1))

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from medpalm_m.data import pileup, pipeline, preprocess
+from medpalm_m.data import genomics, pipeline, preprocess
 from medpalm_m.data import tasks as tasks_lib
 from medpalm_m.data import tokenizer as tok
 
@@ -88,13 +88,13 @@ def first_image_example(mixture: Mapping[str, float], data_dir: str, split: str 
 
 def pileup_channels(rgb: np.ndarray) -> np.ndarray:
   """The 6-channel pileup [100, 221, 6] behind Med-PaLM M's RGB image of it: the inverse of
-  `pileup.pileup_to_rgb`, which stacks channels 1-3 above channels 4-6 (nothing is lost)."""
+  `genomics.pileup_to_rgb`, which stacks channels 1-3 above channels 4-6 (nothing is lost)."""
   rgb = np.asarray(rgb)
-  expected = (pileup.RGB_IMAGE_SIZE, pileup.RGB_IMAGE_SIZE, 3)
+  expected = (genomics.RGB_IMAGE_SIZE, genomics.RGB_IMAGE_SIZE, 3)
   if rgb.shape != expected:
     raise ValueError(f"a pileup RGB image has shape {expected}, got {rgb.shape}; pass the image "
                      "of a genomics example as stored, before any resizing")
-  h, w = pileup.PILEUP_HEIGHT, pileup.PILEUP_WIDTH
+  h, w = genomics.PILEUP_HEIGHT, genomics.PILEUP_WIDTH
   return np.concatenate([rgb[:h, :w], rgb[h:2 * h, :w]], axis=-1)
 
 
@@ -104,10 +104,10 @@ def plot_pileup(rgb: np.ndarray, title: str = "") -> Figure:
   channels = pileup_channels(rgb)
   fig = plt.figure(figsize=(15, 4.6))
   grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.05])
-  for c, name in enumerate(pileup.CHANNEL_NAMES):
+  for c, name in enumerate(genomics.CHANNEL_NAMES):
     ax = fig.add_subplot(grid[c // 3, c % 3])
     ax.imshow(channels[..., c], cmap="gray", vmin=0, vmax=255, aspect="auto", interpolation="nearest")
-    ax.axvline(pileup.PILEUP_WIDTH // 2, color="tab:red", lw=0.6, alpha=0.6)
+    ax.axvline(genomics.PILEUP_WIDTH // 2, color="tab:red", lw=0.6, alpha=0.6)
     ax.set_title(f"channel {c + 1}: {name}", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])

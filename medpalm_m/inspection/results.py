@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from medpalm_m import paper_results
+from medpalm_m.evaluation import paper_results
 from medpalm_m.data import tasks as tasks_lib
 
 _CURVES = (("loss", "loss"), ("token_accuracy", "token accuracy"), ("learning_rate", "learning rate"),

@@ -15,11 +15,10 @@ from typing import Any
 
 import ml_collections
 
-from medpalm_m import generate
+from medpalm_m import runtime
 from medpalm_m.data import mixtures, preprocess
 from medpalm_m.data import tokenizer as tok
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_WORKDIR = "workdirs/tiny"
 WORKDIR_VARIABLE = "MEDPALM_M_WORKDIR"
 DATA_DIR_VARIABLE = "MEDPALM_M_DATA_DIR"
@@ -27,7 +26,7 @@ DATA_DIR_VARIABLE = "MEDPALM_M_DATA_DIR"
 
 def _from_repo_root(path: str) -> str:
   path = os.path.expanduser(path)
-  return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
+  return path if os.path.isabs(path) else os.path.join(runtime.REPO_ROOT, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Workdir:
       raise FileNotFoundError(
           f"{path} has no config.json: run `make run` first (README), or set {WORKDIR_VARIABLE} "
           "to a workdir written by `python -m medpalm_m.train`")
-    config = generate.load_config(path)
+    config = runtime.load_config(path)
     config.data.data_dir = _from_repo_root(
         data_dir or os.environ.get(DATA_DIR_VARIABLE) or config.data.data_dir)
     # Looking never writes: a missing dataset is reported, not built.
@@ -59,13 +58,10 @@ class Workdir:
     return mixtures.normalize(dict(self.config.data.mixture))
 
   def tokenizer(self) -> tok.Tokenizer:
-    from medpalm_m.train import prepare_data
-    return prepare_data(self.config)[1]
+    return runtime.prepare_data(self.config)[1]
 
   def sequence_spec(self) -> preprocess.SequenceSpec:
-    from medpalm_m.model.multimodal import ModelConfig
-    from medpalm_m.train import sequence_spec
-    return sequence_spec(self.config, ModelConfig.from_dict(self.config.model))
+    return runtime.sequence_spec(self.config)
 
   def training_log(self) -> list[dict[str, Any]]:
     """The training records of metrics.jsonl by step; a step logged twice (a resumed run) keeps

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from medpalm_m.model.attention import attention_mask
-from medpalm_m.model.multimodal import MedPaLMM
+from medpalm_m.model.medpalm import MedPaLMM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,13 @@ def _extend(model: MedPaLMM, cache, token, prompt_length, length: int, t):
   x = model.decoder.embed(token[:, None], model.dtype)
   logits, cache = model.decoder(x, (prompt_length + t)[:, None], visible[:, None, :], cache, length + t)
   return logits[:, 0], cache
+
+
+def prompt_only(tokens: jax.Array, prompt_length: jax.Array, pad_id: int) -> jax.Array:
+  """Rows laid out as for training (prompt, then target) with everything from prompt_length on
+  replaced by padding: what decoding starts from, so that it never sees the target."""
+  positions = jnp.arange(tokens.shape[1])[None, :]
+  return jnp.where(positions < prompt_length[:, None], tokens, pad_id)
 
 
 def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, prompt_length: jax.Array,

@@ -40,10 +40,10 @@ def checkpoints(tmp_path_factory):
 @pytest.fixture(scope="session")
 def imported_models(checkpoints):
   """{family: (our model bound to the imported parameters, its ModelConfig)} via evaluate's loader."""
-  from medpalm_m.evaluate import load_params
-  from medpalm_m.generate import load_config
+  from medpalm_m.runtime import Runtime, load_config
   out = {}
   for name, (_, _, workdir, _) in checkpoints.items():
-    trainer, params, _ = load_params(load_config(workdir), workdir, None)
-    out[name] = (trainer.template.bind(params), trainer.model_cfg)
+    runtime = Runtime(load_config(workdir))
+    params, _ = runtime.restore_params(workdir)
+    out[name] = (runtime.template.bind(params), runtime.model_cfg)
   return out

@@ -11,7 +11,7 @@ import transformers
 
 from medpalm_m.convert import gemma, gemma3
 from medpalm_m.data import tokenizer as tok
-from medpalm_m.model.multimodal import ModelConfig
+from medpalm_m.model.medpalm import ModelConfig
 from tests.convert import parity, reference
 
 BOI, EOI = 298, 299  # the checkpoint's <start_of_image> and <end_of_image>

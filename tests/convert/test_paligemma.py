@@ -8,7 +8,7 @@ import transformers
 
 from medpalm_m.convert import paligemma
 from medpalm_m.data import tokenizer as tok
-from medpalm_m.model.multimodal import ModelConfig
+from medpalm_m.model.medpalm import ModelConfig
 from tests.convert import parity, reference
 
 FAMILIES = ["paligemma", "paligemma2"]

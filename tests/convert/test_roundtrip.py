@@ -89,7 +89,7 @@ def hub_style_bf16_shards(hf_dir: str, out: str) -> None:
 def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(checkpoints, tmp_path):
   """Import and export on the command line; in between, `medpalm_m.generate` answers from the
   imported workdir with the checkpoint's (rewritten) tokenizer."""
-  from medpalm_m import generate
+  from medpalm_m import evaluation, runtime
   from medpalm_m.model import decode
   hf_dir = str(tmp_path / "hub")
   hub_style_bf16_shards(checkpoints["gemma3"][1], hf_dir)
@@ -106,7 +106,7 @@ def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(c
     assert json.load(f)["layout"]["vision"] == "vision_tower.vision_model."
   image = str(tmp_path / "scan.png")
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(image)
-  answer = generate.answer(generate.load_config(workdir), workdir,
+  answer = evaluation.answer(runtime.load_config(workdir), workdir,
                            "<start_of_image><img><end_of_image>chest xray shows", [image],
                            sampling=decode.SamplingConfig(max_new_tokens=6))
   assert answer["step"] == 0 and 1 <= len(answer["token_ids"]) <= 6 and isinstance(answer["answer"], str)
@@ -129,7 +129,8 @@ def test_a_run_initialised_from_an_import_trains_and_exports_what_transformers_l
                                                                                       tmp_path):
   from configs import paligemma_multimedbench
   from medpalm_m import checkpoint as ckpt_lib
-  from medpalm_m.train import Trainer, write_config
+  from medpalm_m.runtime import write_config
+  from medpalm_m.trainer import Trainer
   hf_model, _, imported, _ = checkpoints["paligemma"]
   cfg = paligemma_multimedbench.get_config(imported)  # the fine-tune config, init_from = imported
   cfg.mesh = dict(data=-1, fsdp=1, tensor=1)

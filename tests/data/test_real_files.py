@@ -21,7 +21,7 @@ import numpy as np
 import pysam
 import pytest
 
-from medpalm_m.data import images, pileup
+from medpalm_m.data import genomics, images
 
 PYSAM_TEST_DATA = Path(os.environ.get("PYSAM_TEST_DATA", "/usr/share/doc/python-pysam/tests/pysam_data"))
 COLOR = {"A": 250, "G": 180, "T": 100, "C": 30}  # DeepVariant's read_base channel
@@ -110,12 +110,12 @@ HAND_CHECKED = [("chr1", 1293, "A", "G", 20, 21, 21, 20), ("chr2", 504, "A", "G"
 @pytest.mark.parametrize("contig,pos,ref,alt,n_ref,n_alt,n_forward,n_reverse", HAND_CHECKED)
 def test_real_bam_pileup_centre_column(ex1, contig, pos, ref, alt, n_ref, n_alt, n_forward, n_reverse):
   bam, fasta = ex1
-  candidate = pileup.Candidate(contig, pos, ref, alt)
-  assert candidate in pileup.find_candidates(bam, fasta, contig, pos - 50, pos + 50)
+  candidate = genomics.Candidate(contig, pos, ref, alt)
+  assert candidate in genomics.find_candidates(bam, fasta, contig, pos - 50, pos + 50)
   kept = _column(bam, contig, pos)
   assert (sum(b == ref for b, _ in kept), sum(b == alt for b, _ in kept)) == (n_ref, n_alt)
 
-  image = pileup.make_pileup(bam, fasta, candidate)
+  image = genomics.make_pileup(bam, fasta, candidate)
   centre = image[5:, 110]
   drawn = centre[centre[:, 0] > 0]  # rows of reads that cover the candidate
   assert image[0, 110, 0] == COLOR[ref]
@@ -124,7 +124,7 @@ def test_real_bam_pileup_centre_column(ex1, contig, pos, ref, alt, n_ref, n_alt,
   # Only the alt reads support the variant, and only they differ from the reference.
   np.testing.assert_array_equal(drawn[:, 4] == 254, drawn[:, 0] == COLOR[alt])
   np.testing.assert_array_equal(drawn[:, 5] == 254, drawn[:, 0] == COLOR[alt])
-  rgb = pileup.pileup_to_rgb(image)
+  rgb = genomics.pileup_to_rgb(image)
   np.testing.assert_array_equal(rgb[:100, :221], image[:, :, :3])
   np.testing.assert_array_equal(rgb[100:200, :221], image[:, :, 3:])
 
@@ -134,7 +134,7 @@ def test_real_bam_pileup_rows_are_the_reads(ex1):
   bam, fasta = ex1
   contig, pos = "chr1", 1293
   start = pos - 110
-  image = pileup.make_pileup(bam, fasta, pileup.Candidate(contig, pos, "A", "G"))
+  image = genomics.make_pileup(bam, fasta, genomics.Candidate(contig, pos, "A", "G"))
   reference = fasta.fetch(contig, start, start + 221)
   assert [int(v) for v in image[0, :, 0]] == [COLOR.get(b, 0) for b in reference]
 

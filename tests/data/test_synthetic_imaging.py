@@ -19,7 +19,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from medpalm_m.data import pileup, preprocess, tasks
+from medpalm_m.data import genomics as genomics_lib
+from medpalm_m.data import preprocess, prompts, tasks
 from medpalm_m.data.synthetic import chest_xray, dermatology, genomics, mammography
 from medpalm_m.data.tokenizer import ESCAPED_IMAGE_MARKER, count_image_markers, split_on_image_markers
 
@@ -134,7 +135,7 @@ def test_prompt_format(task: tasks.Task, built):
     assert prompt.endswith("A:")
     query = split_on_image_markers(prompt)[-1]  # the text after the real image
     if task.options is not None:
-      assert tasks.multiple_choice(task.options) in query
+      assert prompts.option_list(task.options) in query
       assert example["target"] in task.options
       assert example["target"] == task.options[example["label"]]
     # Short enough for the tiny default model.
@@ -268,8 +269,8 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
 
 def _pileup_centre(image: np.ndarray) -> np.ndarray:
   """The candidate's column and its neighbours, over all six channels (both stacked halves)."""
-  centre = pileup.DEFAULT_OPTIONS.half_width
-  return image[:2 * pileup.PILEUP_HEIGHT, centre - 1:centre + 2].reshape(-1) / 255.0
+  centre = genomics_lib.DEFAULT_OPTIONS.half_width
+  return image[:2 * genomics_lib.PILEUP_HEIGHT, centre - 1:centre + 2].reshape(-1) / 255.0
 
 
 def _accuracies(x_train, y_train, x_test, y_test) -> tuple[float, float, float]:

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from medpalm_m.data import preprocess, tasks
+from medpalm_m.data import preprocess, prompts, tasks
 from medpalm_m.data.synthetic import medical_qa, summarization, vqa
 from medpalm_m.data.tokenizer import ESCAPED_IMAGE_MARKER, count_image_markers, split_on_image_markers
 
@@ -31,13 +31,13 @@ QA_TASKS = (medical_qa.MEDQA, medical_qa.MEDMCQA)
 VQA_TASKS = (vqa.VQA_RAD, vqa.SLAKE, vqa.PATH_VQA)
 ALL_TASKS = QA_TASKS + (medical_qa.PUBMEDQA, summarization.MIMIC_III) + VQA_TASKS
 INSTRUCTIONS = {
-    "synthetic_medqa": medical_qa.MC_INSTRUCTION,
-    "synthetic_medmcqa": medical_qa.MC_INSTRUCTION,
-    "synthetic_pubmedqa": medical_qa.PUBMEDQA_INSTRUCTION,
-    "synthetic_mimic_iii": summarization.INSTRUCTION,
-    "synthetic_vqa_rad": vqa.INSTRUCTION,
-    "synthetic_slake": vqa.INSTRUCTION,
-    "synthetic_path_vqa": vqa.INSTRUCTION,
+    "synthetic_medqa": prompts.SYNTHETIC_MEDQA_INSTRUCTION,
+    "synthetic_medmcqa": prompts.SYNTHETIC_MEDQA_INSTRUCTION,
+    "synthetic_pubmedqa": prompts.PUBMEDQA_INSTRUCTION,
+    "synthetic_mimic_iii": prompts.SYNTHETIC_MIMIC_III_INSTRUCTION,
+    "synthetic_vqa_rad": prompts.SYNTHETIC_VQA_INSTRUCTION,
+    "synthetic_slake": prompts.SYNTHETIC_VQA_INSTRUCTION,
+    "synthetic_path_vqa": prompts.SYNTHETIC_VQA_INSTRUCTION,
 }
 ids = pytest.mark.parametrize("task", ALL_TASKS, ids=lambda t: t.name)
 
@@ -126,7 +126,7 @@ def test_examples_have_the_paper_prompt_form(task: tasks.Task, built):
       assert example["images"] == [] and ESCAPED_IMAGE_MARKER not in prompt
     if task in QA_TASKS:
       options = [tasks.text(o) for o in record["options"]]
-      assert len(set(options)) == 4 and tasks.multiple_choice(options) in prompt
+      assert len(set(options)) == 4 and prompts.option_list(options) in prompt
       assert prompt.count("Answer:") == 3 and prompt.endswith("Answer:")  # 2 exemplars + query
       assert target == options[example["label"]]  # the option's text, as in the paper
     if task is medical_qa.PUBMEDQA:

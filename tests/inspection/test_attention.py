@@ -9,7 +9,7 @@ from medpalm_m.data import tokenizer as tok
 from medpalm_m.inspection import attention
 from medpalm_m.inspection.workdir import Workdir
 from medpalm_m.model.attention import attention_mask
-from medpalm_m.model.state import ModelTemplate
+from medpalm_m.model.template import ModelTemplate
 from tests.model.test_model import batch_with_images, small_config
 
 

@@ -5,14 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from medpalm_m.data import pileup, pipeline
+from medpalm_m.data import genomics, pipeline
 from medpalm_m.inspection import data
 from medpalm_m.inspection.workdir import Workdir
 
 
 def test_pileup_channels_undo_pileup_to_rgb():
   channels = np.random.default_rng(0).integers(0, 255, (100, 221, 6), dtype=np.uint8)
-  np.testing.assert_array_equal(data.pileup_channels(pileup.pileup_to_rgb(channels)), channels)
+  np.testing.assert_array_equal(data.pileup_channels(genomics.pileup_to_rgb(channels)), channels)
   with pytest.raises(ValueError, match="224, 224, 3"):
     data.pileup_channels(np.zeros((64, 64, 3), np.uint8))
 

@@ -7,7 +7,7 @@ from flax import nnx
 
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.model import decode
-from medpalm_m.model.multimodal import MedPaLMM
+from medpalm_m.model.medpalm import MedPaLMM
 from tests.model.test_model import IMG, small_config
 
 

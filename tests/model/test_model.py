@@ -11,7 +11,7 @@ from flax import nnx
 
 from medpalm_m.data import preprocess, tokenizer as tok
 from medpalm_m.model.loss import next_token_loss, per_example_weights
-from medpalm_m.model.multimodal import MedPaLMM, ModelConfig
+from medpalm_m.model.medpalm import MedPaLMM, ModelConfig
 
 IMG = tok.IMAGE_ID
 

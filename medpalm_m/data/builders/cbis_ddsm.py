@@ -24,12 +24,11 @@ from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 from medpalm_m.data.builders import referenced_files
-from medpalm_m.data.synthetic import mammography as synthetic_mammography
 
-PATHOLOGIES = synthetic_mammography.PATHOLOGIES  # BENIGN, BENIGN_WITHOUT_CALLBACK, MALIGNANT
 # The DICOM tree, whether the manual directory holds CBIS-DDSM/ or is that folder.
 _DICOM_TREE = ("*/*/*/*.dcm", "*/*/*/*/*.dcm")
 _DICOM_HEADER_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns"]
@@ -99,7 +98,7 @@ class _CbisDdsmBuilder(base.ManualBuilder, skip_registration=True):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),  # the crop's folder name
         "image": self.image_feature(),
-        "label": tfds.features.ClassLabel(names=PATHOLOGIES),
+        "label": tfds.features.ClassLabel(names=prompts.PATHOLOGIES),
         "view": tfds.features.Text(),  # CC | MLO
         "patient_id": tfds.features.Text(),
         "laterality": tfds.features.Text(),  # LEFT | RIGHT
@@ -123,8 +122,8 @@ class _CbisDdsmBuilder(base.ManualBuilder, skip_registration=True):
     rows, keys = [], set()
     for line, row in self.csv_rows(csv_path, columns):
       with self.record_at(csv_path, line, entry=row.get("patient_id")):
-        if row["pathology"] not in PATHOLOGIES:
-          raise ValueError(f"pathology {row['pathology']!r} is not one of {PATHOLOGIES}")
+        if row["pathology"] not in prompts.PATHOLOGIES:
+          raise ValueError(f"pathology {row['pathology']!r} is not one of {prompts.PATHOLOGIES}")
         # Paths in the CSVs sometimes end in a newline or spaces.
         relative = row["cropped image file path"].strip()
         parts = relative.split("/")
@@ -135,7 +134,7 @@ class _CbisDdsmBuilder(base.ManualBuilder, skip_registration=True):
           raise ValueError(f"abnormality {parts[0]} appears twice")
         keys.add(parts[0])
         crop = pick_crop(series.get(parts[-2], ()))
-        rows.append(_Row(parts[0], PATHOLOGIES.index(row["pathology"]), row["image view"].strip(),
+        rows.append(_Row(parts[0], prompts.PATHOLOGIES.index(row["pathology"]), row["image view"].strip(),
                          row["patient_id"], row["left or right breast"].strip(),
                          row["abnormality id"].strip(),
                          crop.path if crop else os.path.join(manual_dir, *parts), line))
@@ -169,19 +168,19 @@ class CbisDdsmCalc(_CbisDdsmBuilder):
 MASS_TASK = tasks.register(tasks.Task(
     name="cbis_ddsm_mass",
     builder=CbisDdsmMass,
-    formatter=functools.partial(synthetic_mammography.format_cbis, task_name="cbis_ddsm_mass",
+    formatter=functools.partial(prompts.format_cbis, task_name="cbis_ddsm_mass",
                                 abnormality="mass"),
     metrics=("macro_auc", "macro_f1"),
-    options=PATHOLOGIES,
+    options=prompts.PATHOLOGIES,
     paper_task="CBIS-DDSM mass",
 ))
 
 CALC_TASK = tasks.register(tasks.Task(
     name="cbis_ddsm_calc",
     builder=CbisDdsmCalc,
-    formatter=functools.partial(synthetic_mammography.format_cbis, task_name="cbis_ddsm_calc",
+    formatter=functools.partial(prompts.format_cbis, task_name="cbis_ddsm_calc",
                                 abnormality="calcification"),
     metrics=("macro_auc", "macro_f1"),
-    options=PATHOLOGIES,
+    options=prompts.PATHOLOGIES,
     paper_task="CBIS-DDSM calcification",
 ))

@@ -23,13 +23,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 from medpalm_m.data.tokenizer import escape_image_markers
 
-INSTRUCTION = ("The following are multiple choice questions about medical knowledge. Solve them in a "
-               "step-by-step fashion, starting by summarizing the available information. Output a "
-               "single option from the four options as the final answer.")
 LETTERS = ("A", "B", "C", "D")
 _FOLDER = os.path.join("questions", "US", "4_options")
 _SPLIT_FILES = {"train": "phrases_no_exclude_train.jsonl", "validation": "phrases_no_exclude_dev.jsonl",
@@ -92,11 +90,11 @@ def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequenc
     options = [tasks.text(o) for o in record["options"]]
     label = int(record["label"])
     # Dataset text is never an image slot, even if it happens to contain "<img>".
-    question = escape_image_markers(f"Question: {tasks.text(record['question'])} {tasks.multiple_choice(options)} Answer:")
+    question = escape_image_markers(f"Question: {tasks.text(record['question'])} {prompts.option_list(options)} Answer:")
     return question, escape_image_markers(options[label]), label, options
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-    parts = [INSTRUCTION]
+    parts = [prompts.MEDQA_INSTRUCTION]
     for exemplar in exemplars:
       parts.extend(block(exemplar)[:2])
     question, target, label, options = block(record)

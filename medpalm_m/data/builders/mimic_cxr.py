@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data import tokenizer
 from medpalm_m.data.builders import base
@@ -46,7 +47,6 @@ MAX_FINDINGS_CHARS = 800
 CONDITIONS = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly",
               "Consolidation": "consolidation", "Edema": "edema", "Pleural Effusion": "pleural effusion"}
 UPSAMPLED_POSITIVES = {"consolidation": 2}  # train: copies of each positive record asked this
-ANSWERS = ("No", "Yes")
 _LATERAL_VIEWS = {"LL": "LATERAL", "XTABLE LATERAL": "LATERAL"}
 
 _HOMEPAGE = "https://physionet.org/content/mimic-cxr-jpg/2.0.0/"
@@ -239,7 +239,7 @@ class MimicCxrClassification(_MimicCxrBuilder):
         "image": self.image_feature(),
         "view": tfds.features.Text(),
         "condition": tfds.features.Text(),  # one of CONDITIONS' prompt names
-        "label": tfds.features.ClassLabel(names=ANSWERS),
+        "label": tfds.features.ClassLabel(names=prompts.CHEST_XRAY_ANSWERS),
         "subject_id": tfds.features.Text(),
         "study_id": tfds.features.Text(),
     })
@@ -269,20 +269,6 @@ class MimicCxrClassification(_MimicCxrBuilder):
 
 
 # Tasks ----------------------------------------------------------------------------------------
-# The paper's instructions, verbatim [Med-PaLM M Fig. 2 and Table A.9].
-REPORT_INSTRUCTION = (
-    "Instructions: You are a helpful radiology assistant. Describe what lines, tubes, and devices "
-    "are present and each of their locations. Describe if pneumothorax is present; if present, "
-    "describe size on each side. Describe if pleural effusion is present; if present, describe "
-    "amount on each side. Describe if lung opacity (atelectasis, fibrosis, consolidation, "
-    "infiltrate, lung mass, pneumonia, pulmonary edema) is present; if present, describe kinds and "
-    "locations. Describe the cardiac silhouette size. Describe the width and contours of the "
-    "mediastinum. Describe if hilar enlargement is present; if enlarged, describe side. Describe "
-    "what fractures or other skeletal abnormalities are present.")
-CLASSIFICATION_INSTRUCTION = (
-    "Instructions: You are a helpful radiology assistant. The following are questions about "
-    "findings in chest X-ray in different views. Identify if a specific type of abnormality is "
-    "shown in the X-ray.")
 
 
 def _given_image(record: tasks.Record) -> str:
@@ -299,7 +285,7 @@ def _report_query(record: tasks.Record) -> str:
 
 
 def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [REPORT_INSTRUCTION]
+  parts = [prompts.MIMIC_CXR_REPORT_INSTRUCTION]
   for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
     parts.append(tokenizer.escape_image_markers(_report_query(exemplar)) + " "
                  + tasks.text(exemplar["findings"]))
@@ -311,19 +297,19 @@ def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> ta
 
 def _classification_query(record: tasks.Record) -> str:
   return (f"{_given_image(record)} Q: Is {tasks.text(record['condition'])} indicated by the image? "
-          f"{tasks.multiple_choice(ANSWERS)} A:")
+          f"{prompts.option_list(prompts.CHEST_XRAY_ANSWERS)} A:")
 
 
 def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [CLASSIFICATION_INSTRUCTION]
+  parts = [prompts.MIMIC_CXR_CLASSIFICATION_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_classification_query(exemplar)) + " "
-                 + ANSWERS[int(exemplar["label"])])
+                 + prompts.CHEST_XRAY_ANSWERS[int(exemplar["label"])])
   parts.append(_classification_query(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "mimic_cxr_classification",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": ANSWERS[label], "label": label,
+          "target": prompts.CHEST_XRAY_ANSWERS[label], "label": label,
           # The paper's metrics are means over the five conditions.
           "condition": tasks.text(record["condition"])}
 
@@ -343,7 +329,7 @@ CLASSIFICATION_TASK = tasks.register(tasks.Task(
     builder=MimicCxrClassification,
     formatter=format_classification,
     metrics=("macro_auc", "macro_f1"),
-    options=ANSWERS,
+    options=prompts.CHEST_XRAY_ANSWERS,
     num_exemplars=1,
     paper_task="MIMIC-CXR classification",
 ))

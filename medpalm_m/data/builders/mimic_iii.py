@@ -28,12 +28,11 @@ from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 from medpalm_m.data.tokenizer import escape_image_markers
 
-INSTRUCTION = ("You are a helpful radiology assistant. The following are questions about radiology "
-               "reports. Summarize the findings in the report into diagnostic statements.")
 IN_DOMAIN = ("CT_head", "CT_abdomen", "CT_chest", "MR_head", "CT_spine", "CT_neck")
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # TFDS split -> file prefix
 
@@ -97,7 +96,7 @@ def format_summarization(record: tasks.Record, exemplars: Sequence[tasks.Record]
   del exemplars  # 0-shot, as in the paper
   findings = escape_image_markers(tasks.text(record["findings"]))  # report text, never an image slot
   stop = "" if findings.endswith(".") else "."
-  prompt = f"{INSTRUCTION} Given the findings: {findings}{stop} Q: Summarize the findings. A:"
+  prompt = f"{prompts.MIMIC_III_INSTRUCTION} Given the findings: {findings}{stop} Q: Summarize the findings. A:"
   return {"id": tasks.text(record["id"]), "task": "mimic_iii", "images": [], "prompt": prompt,
           "target": tasks.text(record["impression"])}
 

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data import tokenizer
 from medpalm_m.data.builders import base
@@ -25,8 +26,6 @@ from medpalm_m.data.builders import referenced_files
 
 METADATA_CSV = "metadata.csv"
 # The paper's option order [Med-PaLM M Fig. 2], which is also the label index.
-CLASSES = ("Nevus", "Basal Cell Carcinoma", "Squamous Cell Carcinoma", "Actinic Keratosis",
-           "Seborrheic Keratosis", "Melanoma")
 DIAGNOSTIC_CODES = {"NEV": 0, "BCC": 1, "SCC": 2, "ACK": 3, "SEK": 4, "MEL": 5}
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -63,7 +62,7 @@ class PadUfes20(base.ManualBuilder):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),  # img_id without .png
         "image": self.image_feature(),
-        "label": tfds.features.ClassLabel(names=CLASSES),
+        "label": tfds.features.ClassLabel(names=prompts.SKIN_LESION_CLASSES),
         "patient_id": tfds.features.Text(),
         "lesion_id": tfds.features.Text(),
         # The history exactly as in metadata.csv (text; blank when not recorded).
@@ -134,9 +133,6 @@ def split_test_ids(img_ids: Sequence[str], labels: Sequence[int]) -> set[str]:
 
 
 # Task -----------------------------------------------------------------------------------------
-INSTRUCTION = ("Instructions: You are a helpful dermatology assistant. The following are questions "
-               "about skin lesions. Categorize the skin lesions into the most likely class given the "
-               "patient history.")
 QUESTION = "Q: Which of the following is the most likely diagnosis of the patient's skin lesion?"
 
 
@@ -166,19 +162,19 @@ def patient_history(record: tasks.Record) -> str:
 
 def _query(record: tasks.Record) -> str:
   return (f"Given {tokenizer.IMAGE_MARKER}. {patient_history(record)} {QUESTION} "
-          f"{tasks.multiple_choice(CLASSES)} A:")
+          f"{prompts.option_list(prompts.SKIN_LESION_CLASSES)} A:")
 
 
 def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [INSTRUCTION]
+  parts = [prompts.PAD_UFES_20_INSTRUCTION]
   for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
     parts.append(tokenizer.escape_image_markers(_query(exemplar)) + " "
-                 + CLASSES[int(exemplar["label"])])
+                 + prompts.SKIN_LESION_CLASSES[int(exemplar["label"])])
   parts.append(_query(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "pad_ufes_20",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": CLASSES[label], "label": label}
+          "target": prompts.SKIN_LESION_CLASSES[label], "label": label}
 
 
 TASK = tasks.register(tasks.Task(
@@ -186,7 +182,7 @@ TASK = tasks.register(tasks.Task(
     builder=PadUfes20,
     formatter=format_example,
     metrics=("macro_auc", "macro_f1"),
-    options=CLASSES,
+    options=prompts.SKIN_LESION_CLASSES,
     num_exemplars=1,
     paper_task="PAD-UFES-20",
 ))

@@ -8,7 +8,7 @@ v1.3.0's make_examples, from four files in the manual directory:
   truth       GIAB's HG002 benchmark VCF (bgzipped, tabix-indexed)
   confident   GIAB's benchmark-region BED
 
-Candidates come from `pileup.find_candidates` (DeepVariant's very-sensitive-caller thresholds),
+Candidates come from `genomics.find_candidates` (DeepVariant's very-sensitive-caller thresholds),
 are kept when they start inside the confident regions, are labelled with the number of copies
 of their alt allele in the truth genotype (0 when the truth has no such variant), and become the
 paper's 224x224x3 RGB pileup. The paper's split:
@@ -24,6 +24,7 @@ Contigs may be named "chr20" or "20".
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import zlib
@@ -33,12 +34,11 @@ import numpy as np
 import pysam
 import tensorflow_datasets as tfds
 
-from medpalm_m.data import pileup
+from medpalm_m.data import genomics
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
-from medpalm_m.data.synthetic import genomics as synthetic_genomics
 
-GENOTYPES = synthetic_genomics.GENOTYPES  # "0", "1", "2": copies of the alt allele
 
 _BAM, _BAM_INDEX = ("*.bam",), ("*.bam.bai", "*.bai", "*.bam.csi")
 _FASTA, _FASTA_INDEX = ("*.fa", "*.fasta", "*.fna"), ("*.fa.fai", "*.fasta.fai", "*.fna.fai")
@@ -64,14 +64,14 @@ class PrecisionFda(base.ManualBuilder):
   TEST_REGION = ("20", 3_000_000, 9_444_417)  # 0-based, end-exclusive: 1-based 3,000,001-9,444,417
   TRAIN_FRACTION = 0.04
   CHUNK_BP = 10_000
-  PILEUP_OPTIONS = pileup.DEFAULT_OPTIONS
+  PILEUP_OPTIONS = genomics.DEFAULT_OPTIONS
 
   def features(self) -> tfds.features.FeaturesDict:
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),  # the locus
-        "image": tfds.features.Tensor(shape=(pileup.RGB_IMAGE_SIZE, pileup.RGB_IMAGE_SIZE, 3),
+        "image": tfds.features.Tensor(shape=(genomics.RGB_IMAGE_SIZE, genomics.RGB_IMAGE_SIZE, 3),
                                       dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(names=GENOTYPES),
+        "label": tfds.features.ClassLabel(names=prompts.GENOTYPES),
         "variant_type": tfds.features.Text(),  # snp | indel
         "locus": tfds.features.Text(),  # "chr20:3000123 A>G", 1-based like a VCF
     })
@@ -132,17 +132,17 @@ class PrecisionFda(base.ManualBuilder):
     with pysam.AlignmentFile(files["BAM"]) as bam, pysam.FastaFile(files["FASTA"]) as fasta, \
         pysam.VariantFile(vcf_path) as truth:
       for contig, start, end in regions:
-        for candidate in pileup.find_candidates(bam, fasta, contig, start, end, self.PILEUP_OPTIONS):
-          if not pileup.in_confident_regions(bed_path, candidate):
+        for candidate in genomics.find_candidates(bam, fasta, contig, start, end, self.PILEUP_OPTIONS):
+          if not genomics.in_confident_regions(bed_path, candidate):
             continue
           locus = f"{candidate.contig}:{candidate.pos + 1} {candidate.ref}>{candidate.alt}"
           with self.record_at(vcf_path, None, entry=locus):
-            label = pileup.genotype_from_vcf(truth, candidate)
+            label = genomics.genotype_from_vcf(truth, candidate)
             try:
-              image = pileup.make_pileup(bam, fasta, candidate, self.PILEUP_OPTIONS)
+              image = genomics.make_pileup(bam, fasta, candidate, self.PILEUP_OPTIONS)
             except ValueError:
               continue  # the window runs off the contig: DeepVariant makes no example either
-            yield locus, {"id": locus, "image": pileup.pileup_to_rgb(image), "label": label,
+            yield locus, {"id": locus, "image": genomics.pileup_to_rgb(image), "label": label,
                           "variant_type": candidate.variant_type, "locus": locus}
 
 
@@ -158,16 +158,12 @@ def _sampled(contig: str, start: int, fraction: float) -> bool:
   return zlib.crc32(f"{contig}:{start}".encode()) < fraction * 2**32
 
 
-# Task: the synthetic analog's formatter is the paper's 0-shot prompt verbatim ------------------
-def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  return {**synthetic_genomics.format_example(record, exemplars), "task": "precision_fda"}
-
-
+# Task: the paper's 0-shot prompt verbatim, as the synthetic analog's ----------------------------
 TASK = tasks.register(tasks.Task(
     name="precision_fda",
     builder=PrecisionFda,
-    formatter=format_example,
+    formatter=functools.partial(prompts.format_genotype, task_name="precision_fda"),
     metrics=("snp_f1", "indel_f1"),
-    options=GENOTYPES,
+    options=prompts.GENOTYPES,
     paper_task="PrecisionFDA",
 ))

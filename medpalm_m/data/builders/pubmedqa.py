@@ -28,12 +28,10 @@ from typing import Iterator, Mapping, Sequence
 
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 
-# The options and instruction of the synthetic analog: the task's form is the same.
-from medpalm_m.data.synthetic.medical_qa import PUBMEDQA_INSTRUCTION as INSTRUCTION
-from medpalm_m.data.synthetic.medical_qa import PUBMEDQA_OPTIONS as OPTIONS
 from medpalm_m.data.tokenizer import escape_image_markers
 
 SOURCE_FILE = "ori_pqal.json"
@@ -78,7 +76,7 @@ class Pubmedqa(base.ManualBuilder):
         "id": tfds.features.Text(),  # PMID
         "question": tfds.features.Text(),
         "context": tfds.features.Text(),  # the abstract's CONTEXTS, joined
-        "label": tfds.features.ClassLabel(names=OPTIONS),
+        "label": tfds.features.ClassLabel(names=prompts.PUBMEDQA_OPTIONS),
         "long_answer": tfds.features.Text(),  # the abstract's conclusion
     })
 
@@ -88,7 +86,7 @@ class Pubmedqa(base.ManualBuilder):
     decisions: dict[str, str] = {}
     for line, pmid, entry in items:
       decision = entry.get("final_decision") if isinstance(entry, dict) else None
-      if decision not in OPTIONS:
+      if decision not in prompts.PUBMEDQA_OPTIONS:
         # Never skippable: the split is computed from every record's answer, so dropping one
         # would move other questions between train and test.
         raise base.MalformedRecordError(path, line, f"final_decision {decision!r} is not yes/no/maybe; "
@@ -120,7 +118,7 @@ class Pubmedqa(base.ManualBuilder):
           raise ValueError(f"CONTEXTS must be a non-empty list of strings, found {contexts!r:.80}")
         yield str(pmid), {"id": str(pmid), "question": str(entry["QUESTION"]).strip(),
                           "context": " ".join(str(c).strip() for c in contexts),
-                          "label": OPTIONS.index(entry["final_decision"]),
+                          "label": prompts.PUBMEDQA_OPTIONS.index(entry["final_decision"]),
                           "long_answer": str(entry.get("LONG_ANSWER", ""))}
 
 
@@ -129,17 +127,17 @@ def format_pubmedqa(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> 
 
   def block(r: tasks.Record) -> str:
     return escape_image_markers(f"Context: {tasks.text(r['context'])} Question: {tasks.text(r['question'])} "
-                                f"{tasks.multiple_choice(OPTIONS)} Answer:")
+                                f"{prompts.option_list(prompts.PUBMEDQA_OPTIONS)} Answer:")
 
-  parts = [INSTRUCTION]
+  parts = [prompts.PUBMEDQA_INSTRUCTION]
   for exemplar in exemplars:
-    parts += [block(exemplar), OPTIONS[int(exemplar["label"])]]
+    parts += [block(exemplar), prompts.PUBMEDQA_OPTIONS[int(exemplar["label"])]]
   parts.append(block(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "pubmedqa", "images": [], "prompt": " ".join(parts),
-          "target": OPTIONS[label], "label": label}
+          "target": prompts.PUBMEDQA_OPTIONS[label], "label": label}
 
 
 PUBMEDQA = tasks.register(tasks.Task(
     name="pubmedqa", builder=Pubmedqa, formatter=format_pubmedqa, metrics=("accuracy",),
-    options=OPTIONS, num_exemplars=1, paper_task="PubMedQA"))
+    options=prompts.PUBMEDQA_OPTIONS, num_exemplars=1, paper_task="PubMedQA"))

@@ -17,17 +17,14 @@ from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 from medpalm_m.data.builders import referenced_files
-from medpalm_m.data.synthetic import mammography
 
 ANNOTATIONS_CSV = "breast-level_annotations.csv"
-BIRADS = ("1", "2", "3", "4", "5")  # options, in label order
 SPLITS = {"training": "train", "test": "test"}
 UPSAMPLE_FACTOR = {1: 3, 2: 3, 3: 3, 4: 3}  # label index (BI-RADS 2-5) -> train copies
-LATERALITY = {"L": "left", "R": "right"}
-VIEWS = {"CC": "craniocaudal", "MLO": "mediolateral oblique"}
 
 
 class VindrMammo(base.ManualBuilder):
@@ -45,7 +42,7 @@ class VindrMammo(base.ManualBuilder):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),  # image_id (train copies: <image_id>-copy<k>)
         "image": self.image_feature(),
-        "label": tfds.features.ClassLabel(names=[f"BI-RADS {b}" for b in BIRADS]),
+        "label": tfds.features.ClassLabel(names=[f"BI-RADS {b}" for b in prompts.BIRADS_OPTIONS]),
         "laterality": tfds.features.Text(),  # L | R
         "view": tfds.features.Text(),  # CC | MLO
         "study_id": tfds.features.Text(),
@@ -60,15 +57,15 @@ class VindrMammo(base.ManualBuilder):
     for line, row in self.csv_rows(path, columns):
       with self.record_at(path, line, entry=row.get("image_id")):
         birads = row["breast_birads"].strip()
-        if not birads.startswith("BI-RADS ") or birads[len("BI-RADS "):] not in BIRADS:
+        if not birads.startswith("BI-RADS ") or birads[len("BI-RADS "):] not in prompts.BIRADS_OPTIONS:
           raise ValueError(f"breast_birads {birads!r} is not 'BI-RADS 1' .. 'BI-RADS 5'")
         if row["split"] not in SPLITS:
           raise ValueError(f"split {row['split']!r} is not one of {sorted(SPLITS)}")
-        if row["laterality"] not in LATERALITY or row["view_position"] not in VIEWS:
+        if row["laterality"] not in prompts.MAMMOGRAM_SIDES or row["view_position"] not in prompts.MAMMOGRAM_VIEWS:
           raise ValueError(f"laterality {row['laterality']!r} / view_position "
                            f"{row['view_position']!r} is not L/R and CC/MLO")
         image_path = os.path.join(manual_dir, "images", row["study_id"], row["image_id"] + ".dicom")
-        rows.append((line, row, BIRADS.index(birads[len("BI-RADS "):]), image_path))
+        rows.append((line, row, prompts.BIRADS_OPTIONS.index(birads[len("BI-RADS "):]), image_path))
     present = referenced_files.keep_present(
         self, [referenced_files.Reference(r[3], path, r[0]) for r in rows])
     rows = [r for r, ok in zip(rows, present) if ok]
@@ -87,18 +84,14 @@ class VindrMammo(base.ManualBuilder):
           yield key, {"id": key, **record}
 
 
-# Task -----------------------------------------------------------------------------------------
-# The paper's instruction and question [Med-PaLM M Table A.9].
-INSTRUCTION = ("Instructions: You are a helpful medical assistant. The following are questions about "
-               "mammography reading. Provide a breast-level assessment based on the BI-RADS categories.")
-
+# Task: the paper's instruction and question [Med-PaLM M Table A.9] ------------------------------
 
 TASK = tasks.register(tasks.Task(
     name="vindr_mammo",
     builder=VindrMammo,
-    formatter=mammography.vindr_formatter("vindr_mammo", INSTRUCTION),
+    formatter=prompts.vindr_formatter("vindr_mammo", prompts.VINDR_MAMMO_INSTRUCTION),
     metrics=("macro_auc", "macro_f1"),
-    options=BIRADS,
+    options=prompts.BIRADS_OPTIONS,
     num_exemplars=1,
     paper_task="VinDr-Mammo",
 ))

@@ -19,13 +19,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
 from medpalm_m.data.tokenizer import IMAGE_MARKER, escape_image_markers
 
-INSTRUCTION = ("You are a helpful medical assistant. The following are questions about medical "
-               "knowledge. Solve them in a step-by-step fashion, referring to authoritative sources "
-               "as needed.")
 METRICS = ("bleu1", "token_f1")
 
 
@@ -77,7 +75,7 @@ class VqaBuilder(base.ManualBuilder, skip_registration=True):
 def formatter(task_name: str) -> Callable[[tasks.Record, Sequence[tasks.Record]], tasks.Example]:
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-    parts = [INSTRUCTION]
+    parts = [prompts.VQA_INSTRUCTION]
     for exemplar in exemplars:
       parts.append(f"Given {escape_image_markers(IMAGE_MARKER)}. "
                    f"Q: {escape_image_markers(tasks.text(exemplar['question']))} "

@@ -23,10 +23,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data import tokenizer
 from medpalm_m.data.synthetic import base
-from medpalm_m.data.synthetic import imaging_drawing as draw
+from medpalm_m.data.synthetic import drawing as draw
 
 CONDITIONS = ("atelectasis", "cardiomegaly", "consolidation", "edema", "pleural effusion")
 VIEWS = ("PA", "AP", "LATERAL")
@@ -306,14 +307,6 @@ class SyntheticMimicCxr(base.SyntheticBuilder):
 
 # Tasks ----------------------------------------------------------------------------------------
 
-# The paper's instruction lists what to describe (devices, pneumothorax, effusion, lungs, heart,
-# bones) in a paragraph; shortened to what these radiographs show.
-REPORT_INSTRUCTION = ("Instructions: You are a helpful radiology assistant. Describe pneumothorax, "
-                      "effusions, lungs and heart.")
-CLASSIFICATION_INSTRUCTION = ("You are a helpful radiology assistant. Identify if a specific type of "
-                              "abnormality is shown in the X-ray.")
-CLASSIFICATION_OPTIONS = ("No", "Yes")
-
 
 def _report_query(record: tasks.Record) -> str:
   indication = tasks.text(record["indication"])
@@ -323,7 +316,7 @@ def _report_query(record: tasks.Record) -> str:
 
 
 def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [REPORT_INSTRUCTION]
+  parts = [prompts.SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_report_query(exemplar)) + " "
                  + tasks.text(exemplar["findings"]))
@@ -340,7 +333,7 @@ def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> ta
 def _classification_query(record: tasks.Record) -> str:
   return (f"Given the {tasks.text(record['view'])} view X-ray image {tokenizer.IMAGE_MARKER}. "
           f"Q: Is {tasks.text(record['question_condition'])} indicated by the image? "
-          f"{tasks.multiple_choice(CLASSIFICATION_OPTIONS)} A:")
+          f"{prompts.option_list(prompts.CHEST_XRAY_ANSWERS)} A:")
 
 
 def _asked_label(record: tasks.Record) -> int:
@@ -349,10 +342,10 @@ def _asked_label(record: tasks.Record) -> int:
 
 
 def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [CLASSIFICATION_INSTRUCTION]
+  parts = [prompts.SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_classification_query(exemplar)) + " "
-                 + CLASSIFICATION_OPTIONS[_asked_label(exemplar)])
+                 + prompts.CHEST_XRAY_ANSWERS[_asked_label(exemplar)])
   parts.append(_classification_query(record))
   label = _asked_label(record)
   return {
@@ -360,7 +353,7 @@ def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record
       "task": "synthetic_mimic_cxr_classification",
       "images": [np.asarray(record["image"])],
       "prompt": " ".join(parts),
-      "target": CLASSIFICATION_OPTIONS[label],
+      "target": prompts.CHEST_XRAY_ANSWERS[label],
       "label": label,
       # Metrics are averaged over the five conditions, so each example says which one it is.
       "condition": tasks.text(record["question_condition"]),
@@ -382,7 +375,7 @@ CLASSIFICATION_TASK = tasks.register(tasks.Task(
     builder=SyntheticMimicCxr,
     formatter=format_classification,
     metrics=("macro_auc", "macro_f1"),
-    options=CLASSIFICATION_OPTIONS,
+    options=prompts.CHEST_XRAY_ANSWERS,
     num_exemplars=1,
     paper_task="MIMIC-CXR classification",
 ))

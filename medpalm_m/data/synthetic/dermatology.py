@@ -23,14 +23,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data import tokenizer
 from medpalm_m.data.synthetic import base
-from medpalm_m.data.synthetic import imaging_drawing as draw
+from medpalm_m.data.synthetic import drawing as draw
 
-# The paper's option order (Med-PaLM M Fig. 2), which is also the label index.
-CLASSES = ("Nevus", "Basal Cell Carcinoma", "Squamous Cell Carcinoma", "Actinic Keratosis",
-           "Seborrheic Keratosis", "Melanoma")
 # Mildly imbalanced like PAD-UFES-20 (where BCC and ACK dominate), but every class well represented.
 _CLASS_PROBABILITIES = (0.15, 0.22, 0.14, 0.2, 0.15, 0.14)
 _FITZPATRICK_PROBABILITIES = (0.2, 0.4, 0.25, 0.1, 0.04, 0.01)
@@ -52,7 +50,7 @@ def _lesion(rng: np.random.Generator, image: Image.Image, label: int) -> None:
     radii = (m * rng.uniform(*radius), m * rng.uniform(*radius))
     return draw.polygon(size, draw.blob_outline(rng, center, radii, irregularity, angle))
 
-  name = CLASSES[label]
+  name = prompts.SKIN_LESION_CLASSES[label]
   if name == "Nevus":
     draw.paint(image, blob((0.12, 0.16), 0.04), _jitter(rng, (120, 78, 52)))
   elif name == "Melanoma":
@@ -126,7 +124,7 @@ class SyntheticPadUfes20(base.SyntheticBuilder):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),
         "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(names=CLASSES),
+        "label": tfds.features.ClassLabel(names=prompts.SKIN_LESION_CLASSES),
         "age": tfds.features.Scalar(np.int64),
         "gender": tfds.features.Text(),
         "smoke": tfds.features.Scalar(np.bool_),
@@ -135,7 +133,7 @@ class SyntheticPadUfes20(base.SyntheticBuilder):
     })
 
   def generate(self, rng: np.random.Generator, index: int, split: str) -> dict[str, Any]:
-    label = int(rng.choice(len(CLASSES), p=_CLASS_PROBABILITIES))
+    label = int(rng.choice(len(prompts.SKIN_LESION_CLASSES), p=_CLASS_PROBABILITIES))
     fitzpatrick = int(rng.choice(6, p=_FITZPATRICK_PROBABILITIES)) + 1
     diameters = np.sort(rng.integers(3, 26, 2))[::-1].astype(np.float32)
     return {
@@ -151,7 +149,6 @@ class SyntheticPadUfes20(base.SyntheticBuilder):
 
 # Task -----------------------------------------------------------------------------------------
 
-INSTRUCTION = "You are a helpful dermatology assistant. Classify the skin lesion."
 QUESTION = "Q: What is the most likely diagnosis?"
 
 
@@ -163,22 +160,22 @@ def _history(record: tasks.Record) -> str:
 
 
 def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  parts = [INSTRUCTION]
+  parts = [prompts.SYNTHETIC_PAD_UFES_20_INSTRUCTION]
   for exemplar in exemplars:
     # The exemplar leaves out the option list the query repeats, to keep the prompt short for the
     # tiny default model; it still shows the answer format (a class name).
     parts.append(tokenizer.escape_image_markers(
         f"Given {tokenizer.IMAGE_MARKER}. {_history(exemplar)} {QUESTION} A: "
-        f"{CLASSES[int(exemplar['label'])]}"))
+        f"{prompts.SKIN_LESION_CLASSES[int(exemplar['label'])]}"))
   parts.append(f"Given {tokenizer.IMAGE_MARKER}. {_history(record)} {QUESTION} "
-               f"{tasks.multiple_choice(CLASSES)} A:")
+               f"{prompts.option_list(prompts.SKIN_LESION_CLASSES)} A:")
   label = int(record["label"])
   return {
       "id": tasks.text(record["id"]),
       "task": "synthetic_pad_ufes_20",
       "images": [np.asarray(record["image"])],
       "prompt": " ".join(parts),
-      "target": CLASSES[label],
+      "target": prompts.SKIN_LESION_CLASSES[label],
       "label": label,
   }
 
@@ -188,7 +185,7 @@ TASK = tasks.register(tasks.Task(
     builder=SyntheticPadUfes20,
     formatter=format_example,
     metrics=("macro_auc", "macro_f1"),
-    options=CLASSES,
+    options=prompts.SKIN_LESION_CLASSES,
     num_exemplars=1,
     paper_task="PAD-UFES-20",
 ))

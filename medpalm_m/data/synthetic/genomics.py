@@ -1,25 +1,25 @@
 """Synthetic PrecisionFDA: variant calling from DeepVariant pileup images of a simulated genome.
 
 Each split simulates its own genome (a random reference, a sorted and indexed BAM of reads with
-planted SNPs and indels at 0, 1 or 2 copies; see `medpalm_m.data.pileup.simulate_genome`), so
-train and test never share a site, as the paper holds out chr20. Every candidate site becomes the
+planted SNPs and indels at 0, 1 or 2 copies; see `genome.simulate_genome`), so train and test never
+share a site, as the paper holds out chr20. Every candidate site becomes the
 paper's 224x224x3 RGB pileup through the same code path as a real BAM, labelled with its genotype.
 """
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from medpalm_m.data import pileup
+from medpalm_m.data import genomics
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
-from medpalm_m.data import tokenizer
 from medpalm_m.data.synthetic import base
-
-GENOTYPES = ("0", "1", "2")  # copies of the alternate allele
+from medpalm_m.data.synthetic import genome as simulated_genome
 
 
 class SyntheticPrecisionFda(base.SyntheticBuilder):
@@ -32,8 +32,8 @@ class SyntheticPrecisionFda(base.SyntheticBuilder):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),
         "image": tfds.features.Tensor(
-            shape=(pileup.RGB_IMAGE_SIZE, pileup.RGB_IMAGE_SIZE, 3), dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(names=GENOTYPES),
+            shape=(genomics.RGB_IMAGE_SIZE, genomics.RGB_IMAGE_SIZE, 3), dtype=np.uint8, encoding="zlib"),
+        "label": tfds.features.ClassLabel(names=prompts.GENOTYPES),
         "variant_type": tfds.features.Text(),  # snp | indel
         "locus": tfds.features.Text(),  # e.g. "chr1:1234 A>G", 1-based like a VCF
     })
@@ -44,8 +44,8 @@ class SyntheticPrecisionFda(base.SyntheticBuilder):
     # the split is being read.
     genome_seed = int(self._rng(split, 0).integers(2**31))
     with tempfile.TemporaryDirectory(prefix=f"{self.name}-{split}-") as directory:
-      genome = pileup.simulate_genome(directory, num_sites=self.SPLIT_SIZES[split], seed=genome_seed)
-      for index, (candidate, genotype, rgb) in enumerate(pileup.pileup_images_for_sites(genome)):
+      genome = simulated_genome.simulate_genome(directory, num_sites=self.SPLIT_SIZES[split], seed=genome_seed)
+      for index, (candidate, genotype, rgb) in enumerate(simulated_genome.pileup_images_for_sites(genome)):
         yield {
             "id": f"{self.name}-{split}-{index}",
             "image": rgb,
@@ -55,32 +55,11 @@ class SyntheticPrecisionFda(base.SyntheticBuilder):
         }
 
 
-# The paper's 0-shot prompt, verbatim [Med-PaLM M Table A.9].
-INSTRUCTION = ("Instructions: You are a helpful genetic assistant. The following are questions about "
-               "variant calling. Identify the number of copies of the putative variant in pileup images.")
-
-
-def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-  del exemplars  # 0-shot, as in the paper
-  label = int(record["label"])
-  return {
-      "id": tasks.text(record["id"]),
-      "task": "synthetic_precision_fda",
-      "images": [np.asarray(record["image"])],
-      "prompt": (f"{INSTRUCTION} Given {tokenizer.IMAGE_MARKER}. Q: How many copies of this putative "
-                 f"variant are shown in the middle of the image? {tasks.multiple_choice(GENOTYPES)} A:"),
-      "target": GENOTYPES[label],
-      "label": label,
-      # SNP-F1 and indel-F1 are computed separately.
-      "variant_type": tasks.text(record["variant_type"]),
-  }
-
-
 TASK = tasks.register(tasks.Task(
     name="synthetic_precision_fda",
     builder=SyntheticPrecisionFda,
-    formatter=format_example,
+    formatter=functools.partial(prompts.format_genotype, task_name="synthetic_precision_fda"),
     metrics=("snp_f1", "indel_f1"),
-    options=GENOTYPES,
+    options=prompts.GENOTYPES,
     paper_task="PrecisionFDA",
 ))

@@ -19,16 +19,16 @@ Density, view, laterality and position vary freely and carry no signal.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
-from medpalm_m.data import tokenizer
 from medpalm_m.data.synthetic import base
-from medpalm_m.data.synthetic import imaging_drawing as draw
+from medpalm_m.data.synthetic import drawing as draw
 
 # Grey levels: fat is dark, fibroglandular tissue mid-grey, masses dense, calcium brightest.
 _BACKGROUND, _FAT, _GLAND, _MASS, _CALCIUM = 4, 70, 128, 196, 245
@@ -62,11 +62,8 @@ def _spiculated(rng: np.random.Generator, size: draw.Size, center: draw.Point, r
 
 # VinDr-Mammo ----------------------------------------------------------------------------------
 
-BIRADS_OPTIONS = ("1", "2", "3", "4", "5")
 # VinDr-Mammo is 60:21:4:3:1 before the paper upsamples BI-RADS 2-5; a mild version of that skew.
 _BIRADS_PROBABILITIES = (0.3, 0.2, 0.17, 0.17, 0.16)
-_SIDES = {"L": "left", "R": "right"}
-_VIEWS = {"CC": "craniocaudal", "MLO": "mediolateral oblique"}
 
 
 def draw_mammogram(rng: np.random.Generator, birads: int, view: str, laterality: str) -> np.ndarray:
@@ -113,54 +110,19 @@ class SyntheticVindrMammo(base.SyntheticBuilder):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),
         "image": tfds.features.Tensor(shape=(None, None, 1), dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(names=[f"BI-RADS {o}" for o in BIRADS_OPTIONS]),
+        "label": tfds.features.ClassLabel(names=[f"BI-RADS {o}" for o in prompts.BIRADS_OPTIONS]),
         "view": tfds.features.Text(),  # CC | MLO
         "laterality": tfds.features.Text(),  # L | R
     })
 
   def generate(self, rng: np.random.Generator, index: int, split: str) -> dict[str, Any]:
-    label = int(rng.choice(len(BIRADS_OPTIONS), p=_BIRADS_PROBABILITIES))
-    view, laterality = str(rng.choice(list(_VIEWS))), str(rng.choice(list(_SIDES)))
+    label = int(rng.choice(len(prompts.BIRADS_OPTIONS), p=_BIRADS_PROBABILITIES))
+    view, laterality = str(rng.choice(list(prompts.MAMMOGRAM_VIEWS))), str(rng.choice(list(prompts.MAMMOGRAM_SIDES)))
     return {"image": draw_mammogram(rng, label + 1, view, laterality), "label": label, "view": view,
             "laterality": laterality}
 
 
-VINDR_INSTRUCTION = ("You are a helpful medical assistant. Provide a breast-level assessment based on "
-                     "the BI-RADS categories.")
-
-
-def _vindr_query(record: tasks.Record) -> str:
-  view = f"{_SIDES[tasks.text(record['laterality'])]} {_VIEWS[tasks.text(record['view'])]}"
-  return (f"Given mammogram image {tokenizer.IMAGE_MARKER}. Image view: {view} "
-          f"Q: What is the most likely breast BI-RADS score? {tasks.multiple_choice(BIRADS_OPTIONS)} A:")
-
-
-def vindr_formatter(task_name: str, instruction: str):
-  """The VinDr-Mammo prompt (view, BI-RADS question, text-only 1-shot exemplar) under an
-  instruction; the real builder (medpalm_m/data/builders/vindr_mammo.py) uses it with the paper's."""
-
-  def format_vindr(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-    parts = [instruction]
-    for exemplar in exemplars:
-      parts.append(tokenizer.escape_image_markers(_vindr_query(exemplar)) + " "
-                   + BIRADS_OPTIONS[int(exemplar["label"])])
-    parts.append(_vindr_query(record))
-    label = int(record["label"])
-    return {
-        "id": tasks.text(record["id"]),
-        "task": task_name,
-        "images": [np.asarray(record["image"])],
-        "prompt": " ".join(parts),
-        "target": BIRADS_OPTIONS[label],
-        "label": label,
-    }
-
-  return format_vindr
-
-
 # CBIS-DDSM ------------------------------------------------------------------------------------
-
-PATHOLOGIES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 
 
 def _draw_mass(rng: np.random.Generator, image: Image.Image, center: draw.Point, m: float,
@@ -228,14 +190,14 @@ class _CbisDdsmBuilder(base.SyntheticBuilder, skip_registration=True):
     return tfds.features.FeaturesDict({
         "id": tfds.features.Text(),
         "image": tfds.features.Tensor(shape=(None, None, 1), dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(names=PATHOLOGIES),
+        "label": tfds.features.ClassLabel(names=prompts.PATHOLOGIES),
         "view": tfds.features.Text(),  # CC | MLO
     })
 
   def generate(self, rng: np.random.Generator, index: int, split: str) -> dict[str, Any]:
-    label = int(rng.choice(len(PATHOLOGIES), p=self.PATHOLOGY_PROBABILITIES))
-    return {"image": draw_patch(rng, self.ABNORMALITY, PATHOLOGIES[label]), "label": label,
-            "view": str(rng.choice(list(_VIEWS)))}
+    label = int(rng.choice(len(prompts.PATHOLOGIES), p=self.PATHOLOGY_PROBABILITIES))
+    return {"image": draw_patch(rng, self.ABNORMALITY, prompts.PATHOLOGIES[label]), "label": label,
+            "view": str(rng.choice(list(prompts.MAMMOGRAM_VIEWS)))}
 
 
 class SyntheticCbisDdsmMass(_CbisDdsmBuilder):
@@ -250,28 +212,12 @@ class SyntheticCbisDdsmCalc(_CbisDdsmBuilder):
   ABNORMALITY = "calcification"
 
 
-def format_cbis(record: tasks.Record, exemplars: Sequence[tasks.Record], *, task_name: str,
-                abnormality: str) -> tasks.Example:
-  del exemplars  # 0-shot, as in the paper
-  label = int(record["label"])
-  return {
-      "id": tasks.text(record["id"]),
-      "task": task_name,
-      "images": [np.asarray(record["image"])],
-      "prompt": (f"Given mammogram image {tokenizer.IMAGE_MARKER}. Image view: {tasks.text(record['view'])} "
-                 f"Q: Which of the following is the most likely type of the patient's breast "
-                 f"{abnormality}? {tasks.multiple_choice(PATHOLOGIES)} A:"),
-      "target": PATHOLOGIES[label],
-      "label": label,
-  }
-
-
 VINDR_TASK = tasks.register(tasks.Task(
     name="synthetic_vindr_mammo",
     builder=SyntheticVindrMammo,
-    formatter=vindr_formatter("synthetic_vindr_mammo", VINDR_INSTRUCTION),
+    formatter=prompts.vindr_formatter("synthetic_vindr_mammo", prompts.SYNTHETIC_VINDR_MAMMO_INSTRUCTION),
     metrics=("macro_auc", "macro_f1"),
-    options=BIRADS_OPTIONS,
+    options=prompts.BIRADS_OPTIONS,
     num_exemplars=1,
     paper_task="VinDr-Mammo",
 ))
@@ -280,18 +226,18 @@ CBIS_MASS_TASK = tasks.register(tasks.Task(
     name="synthetic_cbis_ddsm_mass",
     builder=SyntheticCbisDdsmMass,
     # A partial of a module-level function, not a closure, so data workers can pickle it.
-    formatter=functools.partial(format_cbis, task_name="synthetic_cbis_ddsm_mass", abnormality="mass"),
+    formatter=functools.partial(prompts.format_cbis, task_name="synthetic_cbis_ddsm_mass", abnormality="mass"),
     metrics=("macro_auc", "macro_f1"),
-    options=PATHOLOGIES,
+    options=prompts.PATHOLOGIES,
     paper_task="CBIS-DDSM mass",
 ))
 
 CBIS_CALC_TASK = tasks.register(tasks.Task(
     name="synthetic_cbis_ddsm_calc",
     builder=SyntheticCbisDdsmCalc,
-    formatter=functools.partial(format_cbis, task_name="synthetic_cbis_ddsm_calc",
+    formatter=functools.partial(prompts.format_cbis, task_name="synthetic_cbis_ddsm_calc",
                                 abnormality="calcification"),
     metrics=("macro_auc", "macro_f1"),
-    options=PATHOLOGIES,
+    options=prompts.PATHOLOGIES,
     paper_task="CBIS-DDSM calcification",
 ))

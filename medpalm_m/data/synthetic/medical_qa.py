@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.synthetic import base
 
@@ -54,11 +55,6 @@ FACTS: dict[str, tuple[str, str]] = {
     subject: (relation.name, answer)
     for relation in RELATIONS for subject, answer in zip(relation.subjects, relation.answers)
 }
-
-# The paper's instruction goes on ("Solve them in a step-by-step fashion, ... Output a single option
-# from the four options as the final answer."); two exemplars and the question already fill the
-# tiny config's 176 prompt tokens, so only its first sentence is kept.
-MC_INSTRUCTION = "The following are multiple choice questions about medical knowledge."
 
 
 # Multiple-choice QA ----------------------------------------------------------------------------
@@ -102,7 +98,7 @@ class _MultipleChoiceBuilder(base.SyntheticBuilder, skip_registration=True):
 
   def content_key(self, record: dict[str, Any]) -> str:
     # The prompt is what the model sees; the same prompt in train and test would be a leak.
-    return record["question"] + " " + tasks.multiple_choice(record["options"])
+    return record["question"] + " " + prompts.option_list(record["options"])
 
 
 class SyntheticMedqa(_MultipleChoiceBuilder):
@@ -147,11 +143,11 @@ def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequenc
   def block(record: tasks.Record) -> tuple[str, str, int]:
     options = [tasks.text(o) for o in record["options"]]
     label = int(record["label"])
-    question = f"Question: {tasks.text(record['question'])} {tasks.multiple_choice(options)} Answer:"
+    question = f"Question: {tasks.text(record['question'])} {prompts.option_list(options)} Answer:"
     return question, options[label], label
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-    parts = [MC_INSTRUCTION]
+    parts = [prompts.SYNTHETIC_MEDQA_INSTRUCTION]
     for exemplar in exemplars:
       parts.extend(block(exemplar)[:2])
     question, target, label = block(record)
@@ -166,7 +162,6 @@ def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequenc
 
 # PubMedQA --------------------------------------------------------------------------------------
 
-PUBMEDQA_OPTIONS = ("yes", "no", "maybe")
 # The verdict phrase of a result sentence decides the answer to "Does X affect Y?".
 VERDICTS: dict[str, tuple[str, ...]] = {
     "yes": ("significantly reduced", "significantly increased", "markedly improved",
@@ -179,8 +174,6 @@ OUTCOMES = ("blood pressure", "mortality", "pain scores", "hospital stay", "rela
             "fatigue", "fever duration", "serum glucose")
 PUBMEDQA_QUESTIONS = ("Does {drug} affect {outcome}?", "Is {outcome} changed by {drug}?",
                       "Does {drug} alter {outcome}?")
-PUBMEDQA_INSTRUCTION = ("The following are questions about medical research. "
-                        "Answer yes, no or maybe given the context.")
 
 
 class SyntheticPubmedqa(base.SyntheticBuilder):
@@ -202,7 +195,7 @@ class SyntheticPubmedqa(base.SyntheticBuilder):
         "id": tfds.features.Text(),
         "context": tfds.features.Text(),
         "question": tfds.features.Text(),
-        "label": tfds.features.ClassLabel(names=PUBMEDQA_OPTIONS),
+        "label": tfds.features.ClassLabel(names=prompts.PUBMEDQA_OPTIONS),
     })
 
   def generate(self, rng: np.random.Generator, index: int, split: str) -> dict[str, Any]:
@@ -211,8 +204,8 @@ class SyntheticPubmedqa(base.SyntheticBuilder):
     disease = treatment.subjects[rng.integers(len(treatment.subjects))]
     drug, other = (treatment.answers[i] for i in rng.choice(len(treatment.answers), size=2, replace=False))
     outcome, other_outcome = (OUTCOMES[i] for i in rng.choice(len(OUTCOMES), size=2))
-    label = int(rng.integers(len(PUBMEDQA_OPTIONS)))
-    other_label = int(rng.integers(len(PUBMEDQA_OPTIONS)))
+    label = int(rng.integers(len(prompts.PUBMEDQA_OPTIONS)))
+    other_label = int(rng.integers(len(prompts.PUBMEDQA_OPTIONS)))
     results = [self._result(rng, drug, label, outcome), self._result(rng, other, other_label, other_outcome)]
     if rng.random() < 0.5:
       results.reverse()
@@ -222,7 +215,7 @@ class SyntheticPubmedqa(base.SyntheticBuilder):
 
   @staticmethod
   def _result(rng: np.random.Generator, drug: str, label: int, outcome: str) -> str:
-    phrases = VERDICTS[PUBMEDQA_OPTIONS[label]]
+    phrases = VERDICTS[prompts.PUBMEDQA_OPTIONS[label]]
     return f"Treatment with {drug} {phrases[rng.integers(len(phrases))]} {outcome}."
 
   def content_key(self, record: dict[str, Any]) -> str:
@@ -232,10 +225,10 @@ class SyntheticPubmedqa(base.SyntheticBuilder):
 def format_pubmedqa(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
   del exemplars  # 0-shot, as in the paper
   label = int(record["label"])
-  prompt = (f"{PUBMEDQA_INSTRUCTION} Context: {tasks.text(record['context'])} "
-            f"Question: {tasks.text(record['question'])} {tasks.multiple_choice(PUBMEDQA_OPTIONS)} Answer:")
+  prompt = (f"{prompts.PUBMEDQA_INSTRUCTION} Context: {tasks.text(record['context'])} "
+            f"Question: {tasks.text(record['question'])} {prompts.option_list(prompts.PUBMEDQA_OPTIONS)} Answer:")
   return {"id": tasks.text(record["id"]), "task": "synthetic_pubmedqa", "images": [],
-          "prompt": prompt, "target": PUBMEDQA_OPTIONS[label], "label": label}
+          "prompt": prompt, "target": prompts.PUBMEDQA_OPTIONS[label], "label": label}
 
 
 # Tasks -----------------------------------------------------------------------------------------
@@ -249,4 +242,4 @@ MEDMCQA = tasks.register(tasks.Task(
     paper_task="MedMCQA"))
 PUBMEDQA = tasks.register(tasks.Task(
     name="synthetic_pubmedqa", builder=SyntheticPubmedqa, formatter=format_pubmedqa,
-    metrics=("accuracy",), options=PUBMEDQA_OPTIONS, paper_task="PubMedQA"))
+    metrics=("accuracy",), options=prompts.PUBMEDQA_OPTIONS, paper_task="PubMedQA"))

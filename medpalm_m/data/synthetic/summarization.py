@@ -17,12 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.synthetic import base
 
 NORMAL_IMPRESSION = "No acute abnormality."
-INSTRUCTION = ("You are a helpful radiology assistant. "
-               "Summarize the findings in the report into diagnostic statements.")
 
 # The details an abnormal finding states and its diagnosis repeats.
 _SLOTS: dict[str, tuple[str, ...]] = {
@@ -203,7 +202,7 @@ class SyntheticMimicIii(base.SyntheticBuilder):
 
 def format_summarization(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
   del exemplars  # 0-shot, as in the paper
-  prompt = f"{INSTRUCTION} Given the findings: {tasks.text(record['findings'])} Q: Summarize the findings. A:"
+  prompt = f"{prompts.SYNTHETIC_MIMIC_III_INSTRUCTION} Given the findings: {tasks.text(record['findings'])} Q: Summarize the findings. A:"
   return {"id": tasks.text(record["id"]), "task": "synthetic_mimic_iii", "images": [],
           "prompt": prompt, "target": tasks.text(record["impression"])}
 

@@ -22,12 +22,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.synthetic import base
-from medpalm_m.data.synthetic.drawing import Canvas, scatter
+from medpalm_m.data.synthetic.drawing import Canvas, Point, Size, scatter
 from medpalm_m.data.tokenizer import IMAGE_MARKER, escape_image_markers
 
-INSTRUCTION = "You are a helpful medical assistant. The following are questions about medical images."
 METRICS = ("bleu1", "token_f1")
 YES_NO = ("yes", "no")
 
@@ -72,13 +72,23 @@ class _VQABuilder(base.SyntheticBuilder, skip_registration=True):
     raise NotImplementedError
 
 
-def _canvas_size(rng: np.random.Generator) -> tuple[int, int]:
+# The random draws below take y before x: the order the benchmark's seeded images were made with.
+
+def _canvas_size(rng: np.random.Generator) -> Size:
   # Varied and not square, so the resize-with-padding path is exercised; aspect <= 1.5.
-  return int(rng.integers(96, 145)), int(rng.integers(96, 145))
+  height = int(rng.integers(96, 145))
+  return int(rng.integers(96, 145)), height
 
 
-def _jitter(rng: np.random.Generator, point: tuple[float, float], amount: float) -> tuple[float, float]:
-  return point[0] + rng.uniform(-amount, amount), point[1] + rng.uniform(-amount, amount)
+def _jitter(rng: np.random.Generator, point: Point, amount: float) -> Point:
+  dy = rng.uniform(-amount, amount)
+  return point[0] + rng.uniform(-amount, amount), point[1] + dy
+
+
+def _radii(rng: np.random.Generator, x_range: tuple[float, float],
+           y_range: tuple[float, float]) -> tuple[float, float]:
+  ry = rng.uniform(*y_range)
+  return rng.uniform(*x_range), ry
 
 
 # VQA-RAD ---------------------------------------------------------------------------------------
@@ -86,7 +96,7 @@ def _jitter(rng: np.random.Generator, point: tuple[float, float], amount: float)
 _RAD_MODALITIES = ("CT", "MRI", "X-ray")
 _RAD_ORGANS = ("brain", "liver", "kidney", "lung")
 # Lesion zones far enough apart (0.5 from the centre) that the answer is never borderline.
-_RAD_ZONES = {"left": (0.0, -0.5), "right": (0.0, 0.5), "upper": (-0.5, 0.0), "lower": (0.5, 0.0)}
+_RAD_ZONES = {"left": (-0.5, 0.0), "right": (0.5, 0.0), "upper": (0.0, -0.5), "lower": (0.0, 0.5)}
 
 
 class SyntheticVqaRad(_VQABuilder):
@@ -119,8 +129,8 @@ class SyntheticVqaRad(_VQABuilder):
     else:
       zone = list(_RAD_ZONES)[rng.integers(4)] if rng.random() < 0.5 else None
 
-    canvas = Canvas(*_canvas_size(rng), channels=1)
-    body = (rng.uniform(0.82, 0.92), rng.uniform(0.82, 0.92))
+    canvas = Canvas(_canvas_size(rng), channels=1)
+    body = _radii(rng, (0.82, 0.92), (0.82, 0.92))
     if modality == "CT":
       canvas.ellipse((0, 0), body, 0.35)
       canvas.ellipse((0, 0), body, 0.95, inner=0.9)
@@ -130,7 +140,7 @@ class SyntheticVqaRad(_VQABuilder):
       canvas.ellipse((0, 0), body, 0.75, inner=0.78)
       organ_level = 0.55
     else:
-      y, _ = canvas.coordinates()
+      _, y = canvas.coordinates()
       canvas.add(0.55 - 0.1 * y)  # brighter towards the top
       canvas.stripes(angle=0.0, period=0.3, width=0.08, color=0.8, wobble=0.02, opacity=0.5,
                      phase=rng.uniform(0, 0.3))
@@ -145,17 +155,17 @@ class SyntheticVqaRad(_VQABuilder):
 def _draw_rad_organ(canvas: Canvas, rng: np.random.Generator, organ: str, level: float) -> None:
   size = rng.uniform(0.9, 1.1)
   if organ == "brain":
-    canvas.ellipse(_jitter(rng, (0, 0), 0.04), (0.62 * size, 0.5 * size), level)
-    canvas.ellipse((0, 0), (0.55 * size, 0.035), level * 0.4)  # the interhemispheric fissure
+    canvas.ellipse(_jitter(rng, (0, 0), 0.04), (0.5 * size, 0.62 * size), level)
+    canvas.ellipse((0, 0), (0.035, 0.55 * size), level * 0.4)  # the interhemispheric fissure
   elif organ == "liver":
-    canvas.ellipse(_jitter(rng, (-0.15, -0.28), 0.05), (0.33 * size, 0.48 * size), level, angle=0.35)
+    canvas.ellipse(_jitter(rng, (-0.28, -0.15), 0.05), (0.48 * size, 0.33 * size), level, angle=0.35)
   elif organ == "kidney":
     for side in (-1, 1):
-      canvas.ellipse(_jitter(rng, (0.15, 0.45 * side), 0.04), (0.24 * size, 0.13 * size), level,
+      canvas.ellipse(_jitter(rng, (0.45 * side, 0.15), 0.04), (0.13 * size, 0.24 * size), level,
                      angle=0.3 * side)
   else:  # lung: two tall lobes
     for side in (-1, 1):
-      canvas.ellipse(_jitter(rng, (-0.05, 0.33 * side), 0.04), (0.52 * size, 0.21 * size), level)
+      canvas.ellipse(_jitter(rng, (0.33 * side, -0.05), 0.04), (0.21 * size, 0.52 * size), level)
 
 
 # Slake-VQA -------------------------------------------------------------------------------------
@@ -194,11 +204,11 @@ class SyntheticSlake(_VQABuilder):
     else:
       lesions = int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
 
-    canvas = Canvas(*_canvas_size(rng), channels=1)
-    body = (rng.uniform(0.78, 0.88), rng.uniform(0.8, 0.92))
+    canvas = Canvas(_canvas_size(rng), channels=1)
+    body = _radii(rng, (0.8, 0.92), (0.78, 0.88))
     if modality == "CT":
       canvas.add(0.12)
-      canvas.ellipse((0.96, 0), (0.05, 2.0), 0.75)  # the scanner table
+      canvas.ellipse((0, 0.96), (2.0, 0.05), 0.75)  # the scanner table
       canvas.ellipse((0, 0), body, 0.45)
       organ_level = 0.72
     elif modality == "MRI":
@@ -206,10 +216,10 @@ class SyntheticSlake(_VQABuilder):
       organ_level = 0.25
     else:
       canvas.add(0.22)
-      canvas.ellipse((0, 0), (2.0, 0.11), 0.85)  # the spine
+      canvas.ellipse((0, 0), (0.11, 2.0), 0.85)  # the spine
       organ_level = 0.5
     _draw_slake_organ(canvas, rng, organ, organ_level)
-    centers = np.asarray(scatter(rng, lesions, 0.38, (-0.55, 0.55, -0.6, 0.6))).reshape(-1, 2)
+    centers = np.asarray(scatter(rng, lesions, 0.38, (-0.6, 0.6, -0.55, 0.55))).reshape(-1, 2)
     radii = np.repeat(rng.uniform(0.1, 0.12, (lesions, 1)), 2, axis=1)
     canvas.ellipses(centers, radii * 1.5, 0.0)  # the dark halo, Slake's lesion style here
     canvas.ellipses(centers, radii, 1.0)
@@ -219,13 +229,13 @@ class SyntheticSlake(_VQABuilder):
 def _draw_slake_organ(canvas: Canvas, rng: np.random.Generator, organ: str, level: float) -> None:
   size = rng.uniform(0.9, 1.1)
   if organ == "heart":
-    canvas.ellipse(_jitter(rng, (0.05, -0.15), 0.05), (0.3 * size, 0.38 * size), level, angle=0.5)
+    canvas.ellipse(_jitter(rng, (-0.15, 0.05), 0.05), (0.38 * size, 0.3 * size), level, angle=0.5)
   elif organ == "spleen":
-    canvas.ellipse(_jitter(rng, (-0.2, 0.5), 0.05), (0.34 * size, 0.15 * size), level, angle=-0.4)
+    canvas.ellipse(_jitter(rng, (0.5, -0.2), 0.05), (0.15 * size, 0.34 * size), level, angle=-0.4)
   elif organ == "bladder":
-    canvas.ellipse(_jitter(rng, (0.45, 0), 0.05), (0.22 * size, 0.3 * size), level)
+    canvas.ellipse(_jitter(rng, (0, 0.45), 0.05), (0.3 * size, 0.22 * size), level)
   else:  # colon: a frame around the abdomen
-    canvas.ellipse(_jitter(rng, (0, 0), 0.03), (0.66 * size, 0.7 * size), level, inner=0.72)
+    canvas.ellipse(_jitter(rng, (0, 0), 0.03), (0.7 * size, 0.66 * size), level, inner=0.72)
 
 
 # Path-VQA --------------------------------------------------------------------------------------
@@ -262,29 +272,30 @@ class SyntheticPathVqa(_VQABuilder):
     present = {p: (answer == "yes") if question_type == p else bool(rng.random() < 0.5)
                for p in _PATTERNS}
 
-    height, width = _canvas_size(rng)
-    canvas = Canvas(height, width, channels=3, background=_STAINS[stain])
+    width, height = _canvas_size(rng)
+    canvas = Canvas((width, height), channels=3, background=_STAINS[stain])
     if present["fibrosis"]:
       canvas.stripes(angle=rng.uniform(0, np.pi), period=0.42, width=0.11, color=(0.78, 0.22, 0.45),
                      wobble=0.05, phase=rng.uniform(0, 0.42), opacity=0.9)
     if present["necrosis"]:
-      canvas.ellipse(_jitter(rng, (0, 0), 0.35), (rng.uniform(0.32, 0.4), rng.uniform(0.4, 0.5)),
+      canvas.ellipse(_jitter(rng, (0, 0), 0.35), _radii(rng, (0.4, 0.5), (0.32, 0.4)),
                      (0.98, 0.96, 0.97), angle=rng.uniform(0, np.pi))
     if present["hemorrhage"]:
-      canvas.ellipse(_jitter(rng, (0, 0), 0.4), (rng.uniform(0.24, 0.3), rng.uniform(0.28, 0.36)),
+      canvas.ellipse(_jitter(rng, (0, 0), 0.4), _radii(rng, (0.28, 0.36), (0.24, 0.3)),
                      (0.82, 0.08, 0.12), angle=rng.uniform(0, np.pi))
-    ey, ex = canvas.extent
-    for center in scatter(rng, clusters, 0.62, (-ey + 0.3, ey - 0.3, -ex + 0.3, ex - 0.3)):
+    ex, ey = canvas.extent
+    for center in scatter(rng, clusters, 0.62, (-ex + 0.3, ex - 0.3, -ey + 0.3, ey - 0.3)):
       distance, direction = rng.uniform(0, 0.12, 7), rng.uniform(0, 2 * np.pi, 7)
-      nuclei = np.asarray(center) + np.stack([np.sin(direction), np.cos(direction)], 1) * distance[:, None]
+      nuclei = np.asarray(center) + np.stack([np.cos(direction), np.sin(direction)], 1) * distance[:, None]
       r = rng.uniform(0.055, 0.075, 7)
-      canvas.ellipses(nuclei, np.stack([r, r * rng.uniform(0.7, 1.0, 7)], 1), _NUCLEUS,
+      canvas.ellipses(nuclei, np.stack([r * rng.uniform(0.7, 1.0, 7), r], 1), _NUCLEUS,
                       angles=rng.uniform(0, np.pi, 7))
     # Scattered single nuclei, too small to count as a cluster: a sprinkle of darker pixels. No
     # smooth large-scale texture: TFDS zlib-encodes every image, and slowly varying values
     # compress slower than drawing the whole tile takes.
     count = height * width // 30
-    canvas.darken(rng.integers(0, height, count), rng.integers(0, width, count), 0.7)
+    ys = rng.integers(0, height, count)
+    canvas.darken(rng.integers(0, width, count), ys, 0.7)
     return canvas.to_uint8()
 
 
@@ -294,7 +305,7 @@ def formatter(task_name: str) -> Callable[[tasks.Record, Sequence[tasks.Record]]
   """The paper's VQA prompt: instruction, text-only exemplars ("Given <img>." is literal text), query."""
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
-    parts = [INSTRUCTION]
+    parts = [prompts.SYNTHETIC_VQA_INSTRUCTION]
     for exemplar in exemplars:
       parts.append(f"Given {escape_image_markers(IMAGE_MARKER)}. Q: {tasks.text(exemplar['question'])} "
                    f"A: {tasks.text(exemplar['answer'])}")

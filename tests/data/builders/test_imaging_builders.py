@@ -22,7 +22,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medpalm_m.data import pipeline, tasks, tokenizer
+from medpalm_m.data import pipeline, prompts, tasks, tokenizer
 from medpalm_m.data.builders import base, cbis_ddsm, mimic_cxr, pad_ufes_20, vindr_mammo
 
 tfds.disable_progress_bar()
@@ -360,7 +360,7 @@ def test_pad_ufes_20_stratified_split_labels_and_images(pad):
   assert len(train) == 24 and len(test) == 6  # 30 images, 20% test
   assert sorted(int(r["label"]) for r in test.values()) == [0, 1, 2, 3, 4, 5]  # one per class
   bcc = {**train, **test}["PAT_46_881_14"]
-  assert int(bcc["label"]) == pad_ufes_20.CLASSES.index("Basal Cell Carcinoma") == 1
+  assert int(bcc["label"]) == prompts.SKIN_LESION_CLASSES.index("Basal Cell Carcinoma") == 1
   assert text(bcc["patient_id"]) == "PAT_46" and text(bcc["region"]) == "BACK"
   image = np.asarray(bcc["image"])
   assert image.shape == (40, 48, 3)  # RGBA photo stored as RGB, small images keep their size

@@ -491,25 +491,28 @@ def test_task_names_agree_with_the_paper_mixture():
 
 # The full-run config and building from command-line paths ---------------------------------------
 
-def test_prepare_command_builds_each_named_task_once(tmp_path, capsys):
-  from medpalm_m.data.builders import prepare
+def test_build_command_builds_each_named_real_task_once(tmp_path, capsys):
+  from medpalm_m.data import __main__ as data_cli
   manual = tmp_path / "medmcqa"
   write_jsonl(str(manual / "train.json"), [medmcqa_row(f"t{i}", 2) for i in range(3)])
   write_jsonl(str(manual / "dev.json"), [medmcqa_row("d1", 3)])
-  prepare.main(["--data_dir", str(tmp_path / "tfds"), f"medqa={write_medqa(tmp_path / 'dl')}", f"medmcqa={manual}"])
+  data_cli.main(["build", "--data_dir", str(tmp_path / "tfds"), f"medqa={write_medqa(tmp_path / 'dl')}",
+                 f"medmcqa={manual}"])
   out = capsys.readouterr().out
   assert "built medqa (medqa)" in out and "test 2, train 4, validation 1" in out
   assert "built medmcqa (medmcqa)" in out
   assert medqa.Medqa(data_dir=str(tmp_path / "tfds")).is_prepared()
-  with pytest.raises(SystemExit):
-    prepare.main(["--data_dir", str(tmp_path / "tfds"), f"slake={tmp_path / 'nowhere'}"])
-  assert "slake: the manual directory" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as refused:
+    data_cli.main(["build", "--data_dir", str(tmp_path / "tfds"), f"slake={tmp_path / 'nowhere'}"])
+  assert refused.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and err.count("error: ") == 1 and "slake: the manual directory" in err
 
 
 def test_full_run_config_builds_real_data_from_command_line_paths(tmp_path):
   import importlib
 
-  from medpalm_m import train
+  from medpalm_m import runtime
   from medpalm_m.data import tokenizer
   cfg = importlib.import_module("configs.medpalm_m_12b_multimedbench").get_config()
   assert dict(cfg.data.mixture) == _paper_mixture() and set(cfg.data.manual_dirs) >= set(_paper_mixture())
@@ -520,7 +523,7 @@ def test_full_run_config_builds_real_data_from_command_line_paths(tmp_path):
   cfg.data.data_dir = str(tmp_path / "tfds")
   cfg.data.tokenizer = str(spm_path)
   cfg.data.manual_dirs.medqa = write_medqa(tmp_path / "dl")  # as --config.data.manual_dirs.medqa=PATH
-  data_dir, _ = train.prepare_data(cfg)
+  data_dir, _ = runtime.prepare_data(cfg)
   assert len(pipeline.TaskSource(tasks.get("medqa"), "test", data_dir)) == 2
 
 

@@ -1,0 +1,103 @@
+"""Every config key and its one default. Each experiment (tiny.py, the paper sizes, fine-tuning
+from open weights) starts from `get_config()` here and overrides only what it changes; the code
+reads every key without a fallback, so a key exists here or nowhere.
+
+`model` is the schema of `medpalm_m.model.medpalm.ModelConfig`: every field with its dataclass
+default; the shapes (widths, depths, heads, vocabulary) have none and each experiment sets them.
+"""
+
+import dataclasses
+import typing
+
+import ml_collections
+
+from medpalm_m.model.decoder import DecoderConfig
+from medpalm_m.model.medpalm import ModelConfig
+from medpalm_m.model.vit import ViTConfig
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # A workdir whose latest checkpoint's parameters start the run (an imported open model or
+  # another run), read once when the run's own workdir has no checkpoint; empty: from scratch.
+  c.init_from = ""
+  # What `medpalm_m.plan` checks by default (e.g. "v5p-64", "2x8xH100"); empty: pass --topology.
+  c.topology = ""
+  c.model = model_schema()
+  c.data = dict(
+      mixture={},  # {task: weight}; weights are normalised
+      data_dir="~/.cache/medpalm_m/tensorflow_datasets",
+      tokenizer="",  # empty: the synthetic benchmark's own SentencePiece model in data_dir
+      build_synthetic=True,  # build MultiMedBench-mini on first use when a synthetic task is missing
+      # Task -> folder of its manual download, built into data_dir on first use; empty: already
+      # prepared there (or synthetic).
+      manual_dirs={},
+      skip_malformed=False,  # skip and count malformed records of a real download instead of stopping
+      max_prompt_tokens=224,  # text and image slots together; paper: 710
+      max_target_tokens=32,  # paper: 256
+      max_images=1,  # paper: at most one image per training context
+      num_workers=0,  # grain worker processes; 0 = in the training process
+      # Several whole examples per training row (medpalm_m.data.pipeline.Packing).
+      packing=dict(enabled=False, images_per_row=2, examples_per_row=8),
+  )
+  c.train = dict(
+      num_steps=1000,
+      batch_size=16,  # examples (rows when packing) over the whole mesh
+      grad_accum_steps=1,
+      z_loss=1e-4,
+      loss_normalization="tokens",  # or "examples" (medpalm_m.model.loss)
+      log_every=20,
+      checkpoint_every=200,
+      keep_checkpoints=2,
+      eval_every=0,  # evaluate every N steps with medpalm_m.evaluation; 0: never
+  )
+  c.optimizer = dict(
+      name="adafactor", learning_rate=1e-3, schedule="constant", warmup_steps=0, b1=0.9,
+      b2=0.999, weight_decay=0.0, clip_norm=1.0,
+      freeze="",  # regex of parameter names kept frozen; the paper fine-tunes everything
+      lr_multipliers={},  # {regex: factor} on the learning rate of matching parameters
+  )
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # one axis may be -1: every remaining device
+  c.rules = None  # logical axis -> mesh axes; None: medpalm_m.sharding.DEFAULT_RULES (data + FSDP)
+  c.eval = dict(
+      split="test",
+      max_examples_per_task=ml_collections.FieldReference(None, field_type=int),  # None: every example
+      batch_size=16,
+      max_decode_tokens=48,
+      write_predictions=False,  # per-example predictions are medical text: only when asked
+      # Resamples for each metric's 95% paired-bootstrap interval of ours - baseline; 0: none.
+      bootstrap=0,
+      # Local weights for the model-based report metrics; empty: reported as skipped.
+      scorer_paths=dict(chexbert_checkpoint="", chexbert_bert_dir="", radgraph_model_dir=""),
+  )
+  return c
+
+
+def model_schema() -> ml_collections.ConfigDict:
+  """ModelConfig's fields with their defaults; fields without one are typed placeholders."""
+  schema = _fields(ModelConfig, skip=("vit", "decoder"))
+  schema.vit = _fields(ViTConfig)
+  schema.decoder = _fields(DecoderConfig)
+  return schema
+
+
+def _fields(cls, skip=()) -> ml_collections.ConfigDict:
+  hints = typing.get_type_hints(cls)
+  out = ml_collections.ConfigDict()
+  for field in dataclasses.fields(cls):
+    if field.name in skip:
+      continue
+    if field.default is not dataclasses.MISSING:
+      value = field.default
+      if value is None:
+        value = ml_collections.FieldReference(None, field_type=_optional_type(hints[field.name]))
+      out[field.name] = value
+    else:
+      out[field.name] = ml_collections.FieldReference(None, field_type=hints[field.name])
+  return out
+
+
+def _optional_type(hint) -> type:
+  """int for `int | None`, float for `float | None`."""
+  return next(t for t in typing.get_args(hint) if t is not type(None))

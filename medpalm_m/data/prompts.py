@@ -1,0 +1,181 @@
+"""The paper's prompts in one place: instructions, option lists and the answer formats.
+
+Real builders (`data/builders/`) and their synthetic analogs (`data/synthetic/`) take their
+instructions and option sets from here, and a prompt form that a real task and its analog share
+(VinDr-Mammo, CBIS-DDSM, PrecisionFDA) has its one formatter here. The synthetic instructions are
+shortened versions of the paper's, because the tiny default model reads every token. Every string
+here is part of the data: changing one changes what the model is trained and scored on.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Sequence
+
+import numpy as np
+
+from medpalm_m.data import tasks
+from medpalm_m.data import tokenizer
+
+# Option i is shown as "(A)", "(B)", ...; answers are parsed back with the same letters.
+OPTION_LETTERS = string.ascii_uppercase
+
+
+def option_letter(index: int) -> str:
+  return OPTION_LETTERS[index]
+
+
+def option_list(options: Sequence[str]) -> str:
+  """The paper's option list: "(A) No (B) Yes"."""
+  return " ".join(f"({option_letter(i)}) {o}" for i, o in enumerate(options))
+
+
+# Option sets, in label order ------------------------------------------------------------------
+
+CHEST_XRAY_ANSWERS = ("No", "Yes")
+# The paper's option order (Med-PaLM M Fig. 2), which is also the label index.
+SKIN_LESION_CLASSES = ("Nevus", "Basal Cell Carcinoma", "Squamous Cell Carcinoma",
+                       "Actinic Keratosis", "Seborrheic Keratosis", "Melanoma")
+BIRADS_OPTIONS = ("1", "2", "3", "4", "5")
+PATHOLOGIES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")  # CBIS-DDSM
+GENOTYPES = ("0", "1", "2")  # copies of the alternate allele
+PUBMEDQA_OPTIONS = ("yes", "no", "maybe")
+
+# A mammogram's laterality and view as the prompt spells them.
+MAMMOGRAM_SIDES = {"L": "left", "R": "right"}
+MAMMOGRAM_VIEWS = {"CC": "craniocaudal", "MLO": "mediolateral oblique"}
+
+
+# The paper's instructions, verbatim [Med-PaLM M Fig. 2 and Table A.9] --------------------------
+
+MEDQA_INSTRUCTION = (
+    "The following are multiple choice questions about medical knowledge. Solve them in a "
+    "step-by-step fashion, starting by summarizing the available information. Output a single "
+    "option from the four options as the final answer.")
+MIMIC_III_INSTRUCTION = (
+    "You are a helpful radiology assistant. The following are questions about radiology "
+    "reports. Summarize the findings in the report into diagnostic statements.")
+VQA_INSTRUCTION = (
+    "You are a helpful medical assistant. The following are questions about medical knowledge. "
+    "Solve them in a step-by-step fashion, referring to authoritative sources as needed.")
+MIMIC_CXR_REPORT_INSTRUCTION = (
+    "Instructions: You are a helpful radiology assistant. Describe what lines, tubes, and devices "
+    "are present and each of their locations. Describe if pneumothorax is present; if present, "
+    "describe size on each side. Describe if pleural effusion is present; if present, describe "
+    "amount on each side. Describe if lung opacity (atelectasis, fibrosis, consolidation, "
+    "infiltrate, lung mass, pneumonia, pulmonary edema) is present; if present, describe kinds and "
+    "locations. Describe the cardiac silhouette size. Describe the width and contours of the "
+    "mediastinum. Describe if hilar enlargement is present; if enlarged, describe side. Describe "
+    "what fractures or other skeletal abnormalities are present.")
+MIMIC_CXR_CLASSIFICATION_INSTRUCTION = (
+    "Instructions: You are a helpful radiology assistant. The following are questions about "
+    "findings in chest X-ray in different views. Identify if a specific type of abnormality is "
+    "shown in the X-ray.")
+PAD_UFES_20_INSTRUCTION = (
+    "Instructions: You are a helpful dermatology assistant. The following are questions about "
+    "skin lesions. Categorize the skin lesions into the most likely class given the patient "
+    "history.")
+VINDR_MAMMO_INSTRUCTION = (
+    "Instructions: You are a helpful medical assistant. The following are questions about "
+    "mammography reading. Provide a breast-level assessment based on the BI-RADS categories.")
+# Real and synthetic PrecisionFDA share the paper's 0-shot prompt.
+PRECISION_FDA_INSTRUCTION = (
+    "Instructions: You are a helpful genetic assistant. The following are questions about "
+    "variant calling. Identify the number of copies of the putative variant in pileup images.")
+# Not the paper's: real PubMedQA uses its synthetic analog's instruction (the task's form is the
+# same).
+PUBMEDQA_INSTRUCTION = ("The following are questions about medical research. "
+                        "Answer yes, no or maybe given the context.")
+
+
+# The synthetic analogs' shortened instructions -------------------------------------------------
+
+# The paper's instruction goes on ("Solve them in a step-by-step fashion, ... Output a single option
+# from the four options as the final answer."); two exemplars and the question already fill the
+# tiny config's 176 prompt tokens, so only its first sentence is kept.
+SYNTHETIC_MEDQA_INSTRUCTION = "The following are multiple choice questions about medical knowledge."
+SYNTHETIC_MIMIC_III_INSTRUCTION = (
+    "You are a helpful radiology assistant. Summarize the findings in the report into "
+    "diagnostic statements.")
+SYNTHETIC_VQA_INSTRUCTION = (
+    "You are a helpful medical assistant. The following are questions about medical images.")
+# The paper's instruction lists what to describe (devices, pneumothorax, effusion, lungs, heart,
+# bones) in a paragraph; shortened to what these radiographs show.
+SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION = (
+    "Instructions: You are a helpful radiology assistant. Describe pneumothorax, effusions, "
+    "lungs and heart.")
+SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION = (
+    "You are a helpful radiology assistant. Identify if a specific type of abnormality is "
+    "shown in the X-ray.")
+SYNTHETIC_PAD_UFES_20_INSTRUCTION = (
+    "You are a helpful dermatology assistant. Classify the skin lesion.")
+SYNTHETIC_VINDR_MAMMO_INSTRUCTION = (
+    "You are a helpful medical assistant. Provide a breast-level assessment based on the "
+    "BI-RADS categories.")
+
+
+# Formatters shared by a real task and its synthetic analog -------------------------------------
+
+def _vindr_query(record: tasks.Record) -> str:
+  side = MAMMOGRAM_SIDES[tasks.text(record["laterality"])]
+  view = f"{side} {MAMMOGRAM_VIEWS[tasks.text(record['view'])]}"
+  return (f"Given mammogram image {tokenizer.IMAGE_MARKER}. Image view: {view} "
+          f"Q: What is the most likely breast BI-RADS score? {option_list(BIRADS_OPTIONS)} A:")
+
+
+def vindr_formatter(task_name: str, instruction: str):
+  """The VinDr-Mammo prompt (view, BI-RADS question, text-only 1-shot exemplar) under an
+  instruction: the paper's for the real task, a shorter one for the synthetic analog."""
+
+  def format_vindr(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
+    parts = [instruction]
+    for exemplar in exemplars:
+      parts.append(tokenizer.escape_image_markers(_vindr_query(exemplar)) + " "
+                   + BIRADS_OPTIONS[int(exemplar["label"])])
+    parts.append(_vindr_query(record))
+    label = int(record["label"])
+    return {
+        "id": tasks.text(record["id"]),
+        "task": task_name,
+        "images": [np.asarray(record["image"])],
+        "prompt": " ".join(parts),
+        "target": BIRADS_OPTIONS[label],
+        "label": label,
+    }
+
+  return format_vindr
+
+
+def _zero_shot_choice(record: tasks.Record, task_name: str, prompt: str,
+                      options: Sequence[str]) -> tasks.Example:
+  """A question about the record's one image, answered by one of `options`."""
+  label = int(record["label"])
+  return {
+      "id": tasks.text(record["id"]),
+      "task": task_name,
+      "images": [np.asarray(record["image"])],
+      "prompt": prompt,
+      "target": options[label],
+      "label": label,
+  }
+
+
+def format_cbis(record: tasks.Record, exemplars: Sequence[tasks.Record], *, task_name: str,
+                abnormality: str) -> tasks.Example:
+  del exemplars  # 0-shot, as in the paper
+  prompt = (f"Given mammogram image {tokenizer.IMAGE_MARKER}. "
+            f"Image view: {tasks.text(record['view'])} "
+            f"Q: Which of the following is the most likely type of the patient's breast "
+            f"{abnormality}? {option_list(PATHOLOGIES)} A:")
+  return _zero_shot_choice(record, task_name, prompt, PATHOLOGIES)
+
+
+def format_genotype(record: tasks.Record, exemplars: Sequence[tasks.Record], *,
+                    task_name: str) -> tasks.Example:
+  del exemplars  # 0-shot, as in the paper
+  prompt = (f"{PRECISION_FDA_INSTRUCTION} Given {tokenizer.IMAGE_MARKER}. "
+            "Q: How many copies of this putative variant are shown in the middle of the image? "
+            f"{option_list(GENOTYPES)} A:")
+  # SNP-F1 and indel-F1 are computed separately.
+  return {**_zero_shot_choice(record, task_name, prompt, GENOTYPES),
+          "variant_type": tasks.text(record["variant_type"])}

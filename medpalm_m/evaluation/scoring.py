@@ -1,0 +1,98 @@
+"""Scoring an evaluated task: grouping by condition, option letters, the bootstrap margin.
+
+A task's metrics are computed per condition and averaged where its examples name one (MIMIC-CXR
+classification, as in the paper); multiple choice with different options per question is scored
+on option letters; `bootstrap_margin` says whether ours beats the baseline by more than luck.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from medpalm_m import metrics as metrics_lib
+from medpalm_m.data import prompts
+
+
+def condition_groups(examples) -> dict[str, list[int]]:
+  """Example indices per condition (MIMIC-CXR classification); one group when none is named."""
+  groups: dict[str, list[int]] = collections.defaultdict(list)
+  for i, ex in enumerate(examples):
+    groups[ex.get("condition", "")].append(i)
+  return groups
+
+
+def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str, Any]:
+  """Task metrics and baseline; averaged over conditions when examples name one (MIMIC-CXR
+  classification is reported as the mean over its 5 conditions, as in the paper)."""
+  if "options" in examples[0]:
+    predictions, targets = as_option_letters(examples, predictions)
+    task = dataclasses.replace(task, options=tuple(prompts.option_letter(i) for i in range(max(len(e["options"]) for e in examples))))
+  groups = condition_groups(examples)
+  scorer_paths = dict(cfg.eval.scorer_paths)
+  per_group, per_group_baseline = [], []
+  for indices in groups.values():
+    kwargs = dict(options=list(task.options) if task.options else None,
+                  variant_types=([examples[i]["variant_type"] for i in indices]
+                                 if "variant_type" in examples[indices[0]] else None))
+    per_group.append(metrics_lib.score(
+        task.metrics, [predictions[i] for i in indices], [targets[i] for i in indices],
+        option_probs=probs[indices] if probs is not None else None, scorer_paths=scorer_paths, **kwargs))
+    per_group_baseline.append(metrics_lib.baseline(task.metrics, [targets[i] for i in indices],
+                                                   scorer_paths=scorer_paths, **kwargs))
+  return {**_mean(per_group), "baseline": _mean(per_group_baseline)}
+
+
+def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples: int,
+                     seed: int = 0) -> dict[str, list[float]]:
+  """95% interval of (ours - baseline) per numeric metric, by the paired bootstrap: resample the
+  examples with replacement (within each condition where the task averages over conditions),
+  score our predictions and the baseline on the same resample (the baseline's constant answer is
+  re-chosen on each resample, as a majority-class predictor fitted to it would be, which counts
+  against us where the majority is close to a tie), take the 2.5th and
+  97.5th percentiles of the difference. A lower end above 0 says the model beats the baseline by
+  more than the luck of drawing these n examples; corpus metrics (BLEU, CIDEr-D) and AUC have no
+  closed-form standard error, which is why this resamples instead.
+  """
+  rng = np.random.default_rng(seed)
+  groups = condition_groups(examples)
+  differences: dict[str, list[float]] = collections.defaultdict(list)
+  for _ in range(resamples):
+    picked = np.concatenate([rng.choice(indices, size=len(indices)) for indices in groups.values()])
+    result = score_grouped(task, [examples[i] for i in picked], [predictions[i] for i in picked],
+                           [targets[i] for i in picked], probs[picked] if probs is not None else None, cfg)
+    for metric, value in result.items():
+      base = result["baseline"].get(metric) if metric != "baseline" else None
+      if isinstance(value, float) and isinstance(base, float):
+        differences[metric].append(value - base)
+  return {metric: [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))]
+          for metric, d in differences.items() if not np.all(np.isnan(d))}
+
+
+def as_option_letters(examples, predictions) -> tuple[list[str], list[str]]:
+  """Multiple choice with different options per question (MedQA, MedMCQA): map each answer to
+  the letter of the option it names ("(C) zorivax", "C" or "zorivax" all count as C)."""
+  letters_pred, letters_target = [], []
+  for ex, prediction in zip(examples, predictions):
+    index = metrics_lib.parse_choice(prediction, ex["options"])
+    letters_pred.append(prompts.option_letter(index) if index is not None else prediction)
+    letters_target.append(prompts.option_letter(ex["label"]))
+  return letters_pred, letters_target
+
+
+def _mean(results: list[dict[str, Any]]) -> dict[str, Any]:
+  out = {}
+  for key in results[0]:
+    values = [r[key] for r in results]
+    if all(isinstance(v, (int, float)) for v in values):
+      finite = [v for v in values if not math.isnan(v)]
+      out[key] = float(np.mean(finite)) if finite else float("nan")
+    else:
+      out[key] = values[0]  # e.g. "skipped: needs local weights at ..."
+  return out
+
+

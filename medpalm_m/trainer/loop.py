@@ -1,0 +1,228 @@
+"""The training loop: config -> runtime -> trainer -> init or restore -> steps, checkpoints, evals.
+
+Rerunning the same call resumes from the latest checkpoint in WORKDIR/checkpoints, data iterator
+included, so the resumed run sees exactly the examples it would have seen. SIGTERM (preemption)
+saves and returns. A NaN or Inf loss stops the run, naming the step; the last good checkpoint
+stays. The workdir holds config.json, metrics.jsonl, TensorBoard events and checkpoints/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from medpalm_m import checkpoint as ckpt_lib
+from medpalm_m import flops
+from medpalm_m.data import mixtures, pipeline, preprocess
+from medpalm_m.runtime import any_process, prepare_data, say, write_config
+from medpalm_m.trainer.state import Trainer
+
+
+class NonFiniteLossError(RuntimeError):
+  pass
+
+
+class MetricsWriter:
+  """metrics.jsonl (one JSON object per logged step) and TensorBoard events, from process 0."""
+
+  def __init__(self, workdir: str):
+    self.active = jax.process_index() == 0
+    if not self.active:
+      return
+    self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    from tensorboardX import SummaryWriter
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, values: dict[str, Any]) -> None:
+    if not self.active:
+      return
+    self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+    self.jsonl.flush()
+    for key, value in values.items():
+      if isinstance(value, (int, float)) and math.isfinite(value):
+        self.tb.add_scalar(key, value, step)
+      elif isinstance(value, dict):
+        for sub, v in value.items():
+          if isinstance(v, (int, float)) and math.isfinite(v):
+            self.tb.add_scalar(f"{key}/{sub}", v, step)
+    self.tb.flush()
+
+  def close(self) -> None:
+    if self.active:
+      self.jsonl.close()
+      self.tb.close()
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Run (or resume) training to config.train.num_steps; returns the last logged metrics."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  write_config(cfg, workdir)
+  data_dir, tokenizer = prepare_data(cfg)
+  mixture = mixtures.normalize(dict(cfg.data.mixture))
+  task_ids = pipeline.task_ids(list(mixture))
+  task_names = sorted(task_ids, key=task_ids.get)
+  trainer = Trainer(cfg, num_tasks=len(task_ids))
+  preprocessor = preprocess.Preprocessor(tokenizer, trainer.runtime.spec, task_ids)
+  packing = pipeline.Packing.from_config(cfg.data)
+  dataset = pipeline.train_dataset(
+      mixture, data_dir, preprocessor, batch_size=cfg.train.batch_size, seed=cfg.seed,
+      process_index=trainer.data_shard[0], process_count=trainer.data_shard[1],
+      num_workers=cfg.data.num_workers, packing=packing)
+  data_iterator = iter(dataset)
+
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                       keep=cfg.train.keep_checkpoints)
+  meta = {"params": ckpt_lib.param_signature(trainer.abstract_state["params"]),
+          "tasks": task_names, "mixture": mixture}
+  latest = checkpointer.latest_step()
+  seen = {name: 0 for name in task_names}
+  if latest is not None and "imported_from" in checkpointer.meta(latest):
+    # The step 0 of `medpalm_m.convert import`: parameters only, the optimizer starts fresh.
+    state = trainer.init_state_from(workdir)
+    say(f"initialised the parameters from the imported checkpoint in {checkpointer.directory}")
+  elif latest is not None:
+    state, saved_meta = checkpointer.restore(latest, trainer.abstract_state, data_iterator,
+                                             trainer.abstract_state["params"])
+    seen.update(saved_meta.get("seen", {}))
+    if saved_meta.get("mixture") != mixture:
+      # The saved iterator position only means something for the stream it came from.
+      say(f"warning: config.data.mixture differs from the one checkpoint {latest} was trained "
+          f"with ({saved_meta.get('mixture')}); the data stream does not continue exactly")
+    say(f"resumed from {checkpointer.directory} step {latest}")
+  elif cfg.init_from:
+    # Fine-tuning: start from another checkpoint's parameters (once; a resume takes the branch above).
+    state = trainer.init_state_from(cfg.init_from)
+    say(f"initialised the parameters from {cfg.init_from}")
+  else:
+    state = trainer.init_state()
+  start = int(jax.device_get(state["step"]))
+
+  stop = {"signal": None}
+  def on_sigterm(signum, frame):
+    stop["signal"] = signum
+  previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+
+  writer = MetricsWriter(workdir)
+  seq_len = trainer.runtime.spec.length
+  step_flops = flops.training_flops_per_step(trainer.model_cfg, cfg.train.batch_size, seq_len,
+                                             pipeline.images_per_row(cfg.data))
+  num_steps = cfg.train.num_steps
+  progress = _progress(start, num_steps)
+  window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
+  totals = {k: np.zeros(len(task_names)) for k in
+            ("nll", "tokens", "prompt_truncated", "target_truncated", "dropped")}
+  last: dict[str, Any] = {}
+  evaluator = None
+  step = start
+  try:
+    while step < num_steps:
+      batch = trainer.global_batch(next(data_iterator))
+      state, metrics = trainer.train_step(state, batch)
+      step += 1
+      metrics = jax.device_get(metrics)
+      if not math.isfinite(float(metrics["loss"])):
+        raise NonFiniteLossError(
+            f"loss is {float(metrics['loss'])} at step {step}; stopping. The last good checkpoint "
+            f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}. Lower "
+            "config.optimizer.learning_rate or enable clipping (config.optimizer.clip_norm).")
+      for i, name in enumerate(task_names):
+        seen[name] += int(metrics["task_examples"][i])
+      totals["nll"] += metrics["task_nll_sum"]
+      totals["tokens"] += metrics["task_tokens"]
+      for k in ("prompt_truncated", "target_truncated", "dropped"):
+        totals[k] += metrics[f"task_{k}"]
+      window["steps"] += 1
+      window["tokens"] += cfg.train.batch_size * seq_len  # processed tokens, padding included
+      window["examples"] += int(metrics["task_examples"].sum())
+      progress.update(step, float(metrics["loss"]))
+      if step % cfg.train.log_every == 0 or step == num_steps:
+        elapsed = time.perf_counter() - window["time"]
+        last = {
+            "loss": float(metrics["loss"]), "token_accuracy": float(metrics["token_accuracy"]),
+            "learning_rate": float(metrics["learning_rate"]), "grad_norm": float(metrics["grad_norm"]),
+            "tokens_per_sec": window["tokens"] / elapsed,
+            "steps_per_sec": window["steps"] / elapsed,
+            # With packing a row holds several examples, so this is the comparable speed.
+            "examples_per_sec": window["examples"] / elapsed,
+            "model_tflops_per_sec_per_device": step_flops * window["steps"] / elapsed / 1e12 / jax.device_count(),
+            "task_loss": {n: float(totals["nll"][i] / totals["tokens"][i])
+                          for i, n in enumerate(task_names) if totals["tokens"][i]},
+            "examples_seen": dict(seen),
+            "truncated_prompts": _nonzero(task_names, totals["prompt_truncated"]),
+            "truncated_targets": _nonzero(task_names, totals["target_truncated"]),
+            "dropped_examples": _nonzero(task_names, totals["dropped"]),
+        }
+        writer.write(step, last)
+        if not progress.interactive:
+          say(f"step {step}/{num_steps} loss {last['loss']:.4f} token_accuracy "
+              f"{last['token_accuracy']:.3f} lr {last['learning_rate']:.2e} "
+              f"{last['tokens_per_sec']:.0f} tokens/s {last['examples_per_sec']:.1f} examples/s")
+        totals = {k: np.zeros(len(task_names)) for k in totals}
+        window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
+      stopping = any_process(stop["signal"] is not None)
+      if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
+        checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)
+      if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+        evaluator = periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluator, writer)
+      if stopping:
+        say(f"received signal {stop['signal'] or 'on another process'}: saved step {step}, exiting")
+        break
+  finally:
+    progress.close()
+    checkpointer.close()
+    writer.close()
+    signal.signal(signal.SIGTERM, previous_handler)
+  return {"step": step, **last}
+
+
+def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, writer):
+  """`medpalm_m.evaluation` on the live parameters: writes eval/step_N.json and
+  logs the headline metrics; its compiled programs are reused at every evaluation."""
+  from medpalm_m import evaluation
+  evaluator = evaluator or evaluation.Evaluator(cfg, trainer.template, tokenizer, trainer.runtime.spec)
+  report = evaluation.evaluate(cfg, workdir, step=step, params=params, runtime=trainer.runtime,
+                               evaluator=evaluator)
+  beaten, compared = evaluation.baseline_summary(report)
+  scores = {f"{task}/{metric}": value for task, result in report["tasks"].items()
+            for metric, value in result.items() if isinstance(value, float)}
+  writer.write(step, {"eval": scores, "eval_above_baseline": beaten, "eval_metrics_compared": compared})
+  say(f"step {step}: evaluation above the baseline on {beaten} of {compared} metrics")
+  return evaluator
+
+
+def _nonzero(names, counts) -> dict[str, int]:
+  return {n: int(c) for n, c in zip(names, counts) if c}
+
+
+class _progress:
+  """A progress bar with ETA on a terminal, nothing otherwise (log lines do the job there)."""
+
+  def __init__(self, start: int, total: int):
+    self.interactive = sys.stderr.isatty() and jax.process_index() == 0
+    self.bar = None
+    if self.interactive:
+      from tqdm import tqdm
+      self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+    self.position = start
+
+  def update(self, step: int, loss: float) -> None:
+    if self.bar is not None:
+      self.bar.update(step - self.position)
+      self.bar.set_postfix(loss=f"{loss:.4f}")
+    self.position = step
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+

@@ -1,0 +1,151 @@
+"""The train state on a Runtime: optimizer, state shardings and the jitted, donating update step.
+
+    trainer = Trainer(cfg, num_tasks)       # or Trainer(cfg, num_tasks, runtime=Runtime(cfg))
+    state = trainer.init_state()
+    state, metrics = trainer.train_step(state, trainer.global_batch(local_batch))
+
+The state is a plain pytree {params, opt_state, step, rng}; parameters keep the Runtime's
+shardings and optimizer state follows the parameter it belongs to (`sharding.like_params`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from medpalm_m import sharding
+from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
+from medpalm_m.model.template import ModelTemplate
+from medpalm_m.runtime import Runtime
+from medpalm_m.trainer.optimizer import make_optimizer
+
+
+class Trainer:
+  """The train state, its shardings and the compiled steps of one config on a Runtime."""
+
+  def __init__(self, cfg, num_tasks: int, mesh=None, *, runtime: Runtime | None = None):
+    self.cfg = cfg
+    self.runtime = runtime or Runtime(cfg, mesh)
+    self.model_cfg, self.mesh, self.template = (self.runtime.model_cfg, self.runtime.mesh,
+                                                self.runtime.template)
+    self.num_tasks = num_tasks
+    self.loss_normalization = cfg.train.loss_normalization
+    if self.loss_normalization not in NORMALIZATIONS:
+      raise ValueError(f"config.train.loss_normalization={self.loss_normalization!r}; use one of "
+                       f"{NORMALIZATIONS} (average over target tokens, or over examples)")
+    abstract_params = self.runtime.abstract_params
+    self.tx, self.schedule = make_optimizer(cfg, abstract_params)
+    self.param_shardings = self.runtime.param_shardings
+    self.batch_sharding = self.runtime.batch_sharding
+    # Which part of each global batch this process reads and feeds (replicas read the same).
+    self.data_shard = self.runtime.data_shard(cfg.train.batch_size)
+    shapes = jax.eval_shape(self._init_state)
+    self.state_shardings = {
+        "params": self.param_shardings,
+        "opt_state": sharding.like_params(shapes["opt_state"], abstract_params, self.param_shardings,
+                                          self.mesh),
+        "step": NamedSharding(self.mesh, P()),
+        "rng": NamedSharding(self.mesh, P()),
+    }
+    self.abstract_state = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, self.state_shardings)
+    self.init_state = jax.jit(self._init_state, out_shardings=self.state_shardings)
+    self.state_around = jax.jit(self._state_around, out_shardings=self.state_shardings)
+    # Metrics replicated: every process can read them (device_get of an array spread over
+    # other hosts' devices fails), and process 0 logs them.
+    self.train_step = jax.jit(self._train_step, donate_argnums=0,
+                              out_shardings=(self.state_shardings, NamedSharding(self.mesh, P())))
+
+  def _init_state(self) -> dict[str, Any]:
+    _, params = ModelTemplate.create(self.model_cfg, self.cfg.seed)
+    return self._state_around(jax.lax.with_sharding_constraint(params, self.param_shardings))
+
+  def _state_around(self, params) -> dict[str, Any]:
+    """Step 0 with these parameters and a fresh optimizer state."""
+    return {"params": params, "opt_state": self.tx.init(params), "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(jax.random.key(self.cfg.seed))}
+
+  def init_state_from(self, workdir: str) -> dict[str, Any]:
+    """Step 0 with the parameters of `workdir`'s latest checkpoint (an imported open model or
+    another run), each read straight into its shard, and a fresh optimizer state."""
+    try:
+      params, _ = self.runtime.restore_params(workdir)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"config.init_from={workdir!r}: {e}; import a checkpoint with "
+                              "`python -m medpalm_m.convert import`") from e
+    return self.state_around(params)
+
+  def _loss_sum(self, params, batch, dropout_key):
+    uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
+    model = self.template.bind(params, dropout_key=dropout_key if uses_dropout else None)
+    logits = model(batch["tokens"], batch["images"], batch["input_mask"], batch["mask_ar"],
+                   batch.get("segment_ids"), batch.get("positions"))
+    token_weights = (per_example_weights(batch["mask_loss"], batch.get("segment_ids"))
+                     if self.loss_normalization == "examples" else None)
+    return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss,
+                               token_weights)
+
+  def _train_step(self, state, batch):
+    k = self.cfg.train.grad_accum_steps
+    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+    # Micro-batch i is every k-th example (not a contiguous block), so each device keeps 1/k of
+    # its own rows in every micro-batch: a contiguous split would put micro-batch 0 on the first
+    # devices only and make XLA gather the batch across them.
+    micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+    grad_fn = jax.value_and_grad(self._loss_sum, has_aux=True)
+
+    def accumulate(carry, xs):
+      mb, i = xs
+      (loss_sum, stats), grads = grad_fn(state["params"], mb, jax.random.fold_in(key, i))
+      carry = jax.tree.map(jnp.add, carry, (loss_sum, grads))
+      return carry, stats
+
+    if k == 1:
+      # No scan for a single micro-batch: its zero-initialised gradient carry and loop cost 3% of
+      # a bench-small step on the CPU (8.52 s -> 8.26 s; benchmarks/RESULTS.md).
+      (loss_sum, stats), grads = grad_fn(state["params"], batch, jax.random.fold_in(key, 0))
+    else:
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state["params"]))
+      (loss_sum, grads), stats = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(k)))
+      stats = jax.tree.map(lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:]), stats)  # batch order
+    num_tokens = jnp.maximum(stats["weights"].sum(), 1.0)
+    normalizer = jnp.maximum(stats["loss_weights"].sum(), 1.0)  # target tokens, or examples
+    grads = jax.tree.map(lambda g: g / normalizer, grads)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+
+    # Per-example fields are [B] for one example per row, [B, examples_per_row] for packed rows.
+    task = batch["task_id"]
+    valid = batch.get("example_valid", jnp.ones(task.shape, bool)).astype(jnp.float32)
+    if task.ndim == 1:
+      token_task = jnp.broadcast_to(task[:, None], stats["weights"].shape)
+    else:
+      # A position's stats belong to the example of its segment (1-based; padding has weight 0).
+      token_task = jnp.take_along_axis(task, jnp.maximum(batch["segment_ids"] - 1, 0), axis=1)
+    per_token_task = lambda x: jax.ops.segment_sum(x.ravel(), token_task.ravel(), self.num_tasks)
+    per_task = lambda x: jax.ops.segment_sum((x.astype(jnp.float32) * valid).ravel(), task.ravel(),
+                                             self.num_tasks)
+    metrics = {
+        "loss": loss_sum / normalizer,
+        "token_accuracy": stats["correct"].sum() / num_tokens,
+        "grad_norm": optax.global_norm(grads),
+        "learning_rate": self.schedule(state["step"]),
+        "target_tokens": num_tokens,
+        "task_nll_sum": per_token_task(stats["nll"]),
+        "task_tokens": per_token_task(stats["weights"]),
+        "task_examples": per_task(jnp.ones_like(valid)),
+        "task_prompt_truncated": per_task(batch["prompt_truncated"]),
+        "task_target_truncated": per_task(batch["target_truncated"]),
+        "task_dropped": per_task(batch["dropped"]),
+    }
+    new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
+    return new_state, metrics
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """One global batch from this process's part of it (see `data_shard`)."""
+    return self.runtime.global_batch(local_batch, self.data_shard[1])

@@ -1,0 +1,224 @@
+"""The trainer: sharding, exact resume, preemption, NaN stop, gradient accumulation, learning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from medpalm_m import checkpoint as ckpt_lib
+from medpalm_m.data import pipeline, preprocess
+from medpalm_m.runtime import prepare_data, sequence_spec
+from medpalm_m.trainer import Trainer
+from tests import small_config
+from tests.conftest import ROOT
+
+
+def run_train(workdir, data_dir, *overrides, devices=1, wait=True, config="tests/small_config.py"):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  cmd = [sys.executable, "-m", "medpalm_m.train", f"--config={config}", f"--workdir={workdir}",
+         f"--config.data.data_dir={data_dir}", *overrides]
+  if not wait:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def losses(workdir) -> dict[int, float]:
+  """Loss per step from metrics.jsonl; a step logged twice (resume) keeps its last value."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one_device_and_really_shard(tmp_path, synthetic_data_dir):
+  one = run_train(tmp_path / "one", synthetic_data_dir, "--config.train.num_steps=3")
+  assert one.returncode == 0, one.stderr[-3000:]
+  script = f"""
+import sys; sys.path.insert(0, {ROOT!r})
+import jax
+from tests import small_config
+from medpalm_m.trainer import Trainer
+cfg = small_config.get_config()
+cfg.mesh = dict(data=2, fsdp=4, tensor=1)
+trainer = Trainer(cfg, num_tasks=3)
+state = trainer.init_state()
+emb = state["params"]["decoder/embedding"]
+mu = [x for x in jax.tree.leaves(state["opt_state"]) if getattr(x, "shape", None) == emb.shape]
+print("EMB", emb.sharding.spec, len(emb.addressable_shards), emb.addressable_shards[0].data.shape)
+print("OPT", [str(x.sharding.spec) for x in mu])
+"""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "EMB P(None, 'fsdp') 8 (2048, 8)" in out.stdout, out.stdout
+  opt_specs = out.stdout.split("OPT ")[1]
+  assert "P(None, 'fsdp')" in opt_specs and "P()" not in opt_specs, out.stdout  # momentum sharded
+  eight = run_train(tmp_path / "eight", synthetic_data_dir, "--config.train.num_steps=3",
+                    "--config.mesh.data=2", "--config.mesh.fsdp=4", devices=8)
+  assert eight.returncode == 0, eight.stderr[-3000:]
+  a, b = losses(tmp_path / "one"), losses(tmp_path / "eight")
+  assert sorted(a) == [1, 2, 3]
+  np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir):
+  straight = run_train(tmp_path / "straight", synthetic_data_dir, "--config.train.num_steps=8",
+                       "--config.train.checkpoint_every=4")
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  workdir = tmp_path / "killed"
+  proc = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
+                   "--config.train.checkpoint_every=4", wait=False)
+  checkpoint = workdir / "checkpoints" / "4"
+  deadline = time.time() + 300
+  while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
+                      "--config.train.checkpoint_every=4")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resumed from" in resumed.stderr
+  a, b = losses(tmp_path / "straight"), losses(workdir)
+  assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]
+
+
+def test_sigterm_saves_a_restorable_checkpoint_and_exits_0(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "preempted"
+  proc = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=100000",
+                   "--config.train.checkpoint_every=100000", wait=False)
+  deadline = time.time() + 300
+  while not (workdir / "metrics.jsonl").exists() or not (workdir / "metrics.jsonl").read_text():
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 0, proc.stdout.read()[-3000:]
+  step = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False).latest_step()
+  assert step is not None and step >= 1
+  trainer = Trainer(small_config.get_config(), num_tasks=3)
+  checkpointer = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False)
+  state, _ = checkpointer.restore(step, trainer.abstract_state, None, trainer.abstract_state["params"])
+  assert int(state["step"]) == step
+
+
+def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "diverged"
+  out = run_train(workdir, synthetic_data_dir, "--config.optimizer.name=adamw",
+                  "--config.optimizer.learning_rate=1e12", "--config.optimizer.clip_norm=0",
+                  "--config.train.checkpoint_every=1", "--config.train.num_steps=20")
+  assert out.returncode == 1
+  assert "at step" in out.stderr and "last good checkpoint" in out.stderr, out.stderr[-2000:]
+  bad_step = int(out.stderr.split("at step ")[1].split(";")[0])
+  checkpointer = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False)
+  assert checkpointer.latest_step() == bad_step - 1
+  cfg = small_config.get_config()
+  cfg.optimizer.update(name="adamw", learning_rate=1e12, clip_norm=0)
+  trainer = Trainer(cfg, num_tasks=3)
+  state, _ = checkpointer.restore(bad_step - 1, trainer.abstract_state, None,
+                                  trainer.abstract_state["params"])
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
+
+
+def test_incompatible_checkpoint_is_refused_naming_the_parameters(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "run"
+  assert run_train(workdir, synthetic_data_dir, "--config.train.num_steps=1").returncode == 0
+  out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2",
+                  "--config.model.decoder.mlp_dim=48")
+  assert out.returncode == 1
+  assert "decoder/blocks/0/mlp/gate: checkpoint [32, 64]" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("normalization", ["tokens", "examples"])
+def test_gradient_accumulation_equals_one_big_batch(synthetic_data_dir, normalization):
+  cfg = small_config.get_config()
+  cfg.train.loss_normalization = normalization
+  # Plain SGD: the update is the gradient itself, so equal parameters mean equal gradients
+  # (adaptive optimizers turn float noise in near-zero gradients into full-size sign flips).
+  cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)
+  cfg.data.data_dir = synthetic_data_dir
+  _, tokenizer = prepare_data(cfg)
+  mixture = {t: 1.0 for t in small_config.TASKS}
+  task_ids = pipeline.task_ids(list(mixture))
+  results = []
+  for k in (1, 4):
+    cfg.train.grad_accum_steps = k
+    trainer = Trainer(cfg, num_tasks=3)
+    pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg), task_ids)
+    batch = next(iter(pipeline.train_dataset(mixture, synthetic_data_dir, pre, batch_size=8, seed=0)))
+    state, metrics = trainer.train_step(trainer.init_state(), trainer.global_batch(batch))
+    results.append((jax.device_get(state["params"]), float(metrics["loss"])))
+  (p1, l1), (p4, l4) = results
+  np.testing.assert_allclose(l1, l4, rtol=1e-5)
+  for name in p1:
+    np.testing.assert_allclose(p1[name], p4[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_an_unknown_loss_normalization_is_refused_naming_the_key():
+  cfg = small_config.get_config()
+  cfg.train.loss_normalization = "sequence"
+  with pytest.raises(ValueError, match=r"config.train.loss_normalization='sequence'.*'examples'"):
+    Trainer(cfg, num_tasks=3)
+
+
+@pytest.mark.parametrize("attention,normalization",
+                         [("causal", "tokens"), ("prefix_lm", "tokens"), ("causal", "examples")])
+def test_a_packed_batch_trains_exactly_like_its_examples_unpacked(synthetic_data_dir, attention,
+                                                                  normalization):
+  """Packing is only a layout: the same examples give the same gradient and per-task counts,
+  whether the loss averages over tokens or over examples (which a packed row must split)."""
+  cfg = small_config.get_config()
+  cfg.model.attention = attention  # prefix-LM: each example's prompt block must stay its own
+  cfg.train.loss_normalization = normalization
+  cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)  # update = gradient (see above)
+  cfg.data.data_dir = synthetic_data_dir
+  _, tokenizer = prepare_data(cfg)
+  mixture = {t: 1.0 for t in small_config.TASKS}
+  trainer = Trainer(cfg, num_tasks=3)
+  pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg),
+                                pipeline.task_ids(list(mixture)))
+  packing = pipeline.Packing(images_per_row=2, examples_per_row=8)
+  packed = next(iter(pipeline.train_dataset(mixture, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                            packing=packing)))
+  count = int(packed["example_valid"].sum())
+  assert count > 8 and packed["images"].any()
+  # The packer's first batch is the stream's first `count` examples (tests/data/test_pipeline.py).
+  plain = next(iter(pipeline.train_dataset(mixture, synthetic_data_dir, pre, batch_size=count, seed=0)))
+  results = []
+  for batch in (packed, plain):
+    state, metrics = trainer.train_step(trainer.init_state(), trainer.global_batch(batch))
+    results.append((jax.device_get(state["params"]), jax.device_get(metrics)))
+  (p_packed, m_packed), (p_plain, m_plain) = results
+  for key in ("loss", "target_tokens", "token_accuracy", "task_nll_sum"):
+    np.testing.assert_allclose(m_packed[key], m_plain[key], rtol=1e-5, err_msg=key)
+  for key in ("task_tokens", "task_examples", "task_prompt_truncated", "task_target_truncated",
+              "task_dropped"):
+    np.testing.assert_array_equal(m_packed[key], m_plain[key], err_msg=key)
+  assert m_packed["task_examples"].sum() == count
+  for name in p_plain:
+    np.testing.assert_allclose(p_packed[name], p_plain[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_the_default_config_learns_and_sees_every_task(tmp_path, synthetic_data_dir):
+  """configs/tiny.py as the README runs it, shortened to 60 steps."""
+  out = run_train(tmp_path / "tiny", synthetic_data_dir, "--config.train.num_steps=60",
+                  "--config.train.log_every=10", "--config.train.checkpoint_every=60",
+                  config="configs/tiny.py")
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(tmp_path / "tiny" / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  first, last = records[0], records[-1]
+  assert last["step"] == 60
+  assert last["loss"] < 0.5 * first["loss"], (first["loss"], last["loss"])
+  from configs import tiny
+  assert set(last["examples_seen"]) == set(tiny.get_config().data.mixture)
+  assert all(n > 0 for n in last["examples_seen"].values()), last["examples_seen"]
+  assert not last["dropped_examples"], last["dropped_examples"]
