@@ -278,11 +278,18 @@ def _error_page(status: int, message: str):
 
 def serve(study_path: str, db_path: str, *, host: str = "127.0.0.1", port: int = 8000,
           threads: int = 4, announce: Callable[[str], None] = print) -> None:
-  """Serves until interrupted (waitress; port 0 picks a free one and announces it)."""
+  """Serves until interrupted (waitress; port 0 picks a free one and announces it).
+
+  Plain HTTP: beyond localhost, put it behind an HTTPS proxy, or passwords and session cookies
+  cross the network in the clear.
+  """
   import waitress
   app = create_app(study_path, db_path)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-  server = waitress.create_server(app, host=host, port=port, threads=threads, ident="medpalm_m.rate")
+  try:
+    server = waitress.create_server(app, host=host, port=port, threads=threads, ident="medpalm_m.rate")
+  except OSError as e:
+    raise OSError(f"cannot serve on {host}:{port}: {e.strerror or e}") from e
   announce(f"serving {study_path} on http://{host}:{server.effective_port}/ "
            f"(answers in {db_path}); Ctrl-C stops")
   try:

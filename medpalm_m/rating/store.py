@@ -30,7 +30,7 @@ FORMAT = "medpalm_m.rating.ratings/1"
 # as a reference to a prior study the rater was not shown). Each is marked significant or not.
 KINDS = ("omission", "clinical_error", "other_error")
 KIND_LABELS = {"omission": "Omission", "clinical_error": "Clinical error",
-               "other_error": "Other error (not clinical)"}
+               "other_error": "Non-clinical error (e.g. refers to a prior study)"}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -264,4 +264,5 @@ def test_rating_in_a_real_browser_against_the_real_server(tmp_path, study_file):
   assert "POST /case/<int:position>/findings 302" in log and "GET /case/<int:position> 200" in log
   for text in [*study.report_texts(), *NOTES, ALICE_PASSWORD, token]:
     assert text not in log, text
+  assert "alice: 2 of 3 done" in _rate("progress", f"--db={db}")
   print(f"browser flow: {elapsed:.1f}s")
