@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from medpalm_m.rating import selection, study as study_lib
-from tests.rating import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
