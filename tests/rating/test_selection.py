@@ -81,9 +81,9 @@ def test_the_sample_is_seeded():
   assert pick(0) != pick(1)
 
 
-def _tiny_task():
-  """A registered report task over a tiny synthetic chest X-ray builder with study ids: test
-  images 0-3 are two 2-image studies, image 4's report mentions a prior study."""
+def _tiny_task(monkeypatch):
+  """A report task over a tiny synthetic chest X-ray builder with study ids, registered for this
+  test only: test images 0-3 are two 2-image studies, image 4's report mentions a prior study."""
   from medpalm_m.data import tasks
   from medpalm_m.data.synthetic import chest_xray
   import tensorflow_datasets as tfds
@@ -104,14 +104,15 @@ def _tiny_task():
         record["findings"] = "Compared with the prior study, " + record["findings"]
       return record
 
-  name = "rating_test_cxr_report"
-  if name not in tasks.all_tasks():
-    tasks.register(tasks.Task(name=name, builder=TinyCxr, formatter=chest_xray.format_report, metrics=()))
-  return tasks.get(name)
+  task = tasks.Task(name="rating_test_cxr_report", builder=TinyCxr, formatter=chest_xray.format_report,
+                    metrics=())
+  tasks.all_tasks()  # the real registries first, so the undo below restores them as they were
+  monkeypatch.setitem(tasks._TASKS, task.name, task)
+  return task
 
 
-def test_rate_select_builds_a_study_file_from_a_split_and_workdir_predictions(tmp_path):
-  task = _tiny_task()
+def test_rate_select_builds_a_study_file_from_a_split_and_workdir_predictions(tmp_path, monkeypatch):
+  task = _tiny_task(monkeypatch)
   data_dir = str(tmp_path / "tfds")
   task.builder(data_dir=data_dir).download_and_prepare()
   records = list(selection.split_records(task.name, data_dir))
