@@ -31,4 +31,5 @@ run: $(VENV)/.installed
 # the test says why it skips elsewhere).
 test: $(VENV)/.installed-test
 	sh tests/data/fetch_pysam_test_data.sh
+	sh tests/rating/install_chromium.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) -q --durations=15
