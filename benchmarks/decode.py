@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.data_pipeline import load_config  # noqa: E402
 from medpalm_m import evaluation  # noqa: E402
 from medpalm_m.data import pipeline, preprocess, tasks  # noqa: E402
-from medpalm_m.model.medpalm import ModelConfig  # noqa: E402
 from medpalm_m.model.template import ModelTemplate  # noqa: E402
 from medpalm_m.runtime import Runtime, prepare_data, sequence_spec  # noqa: E402
 
@@ -39,8 +38,9 @@ def main():
   if args.data_dir:
     cfg.data.data_dir = args.data_dir
   data_dir, tokenizer = prepare_data(cfg)
-  model_cfg = ModelConfig.from_dict(cfg.model)
-  template, params = ModelTemplate.create(model_cfg, cfg.seed)
+  runtime = Runtime(cfg)
+  model_cfg = runtime.model_cfg
+  _, params = ModelTemplate.create(model_cfg, cfg.seed)
   if args.workdir:
     params, step = Runtime(cfg).restore_params(args.workdir)
     print(f"parameters of {args.workdir} at step {step}")
@@ -56,7 +56,7 @@ def main():
         f"{new_tokens} new tokens, task {args.task}")
   for b in batch_sizes:
     cfg.eval.batch_size = b
-    evaluator = evaluation.Evaluator(cfg, template, tokenizer, sequence)
+    evaluator = evaluation.Evaluator(runtime, tokenizer)
     chunk = features[:b]
     evaluator.decode(params, chunk)  # compile and warm up
     times = []

@@ -15,5 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.update(paper.model("8b", "vit_4b"))
   paper.training(c, batch_size=128, learning_rate=5e-5)
   c.mesh = dict(data=1, fsdp=-1, tensor=1)
+  # Evaluation batches are split over the batch mesh axes: 64 rows, 2 per device on the 32 chips of a v5p-64.
+  c.eval.batch_size = 64
   c.topology = "v5p-64"  # what medpalm_m.plan checks by default
   return c

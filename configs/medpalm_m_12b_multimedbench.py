@@ -33,5 +33,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.manual_dirs = {task: "" for task in (*multimedbench.MIXTURE, "pubmedqa")}
   c.data.num_workers = 8
   # The paper's numbers are over whole test sets (base: every example), answers up to 256 tokens.
-  c.eval.update(batch_size=32, max_decode_tokens=256)
+  c.eval.max_decode_tokens = 256
   return c

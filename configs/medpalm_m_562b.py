@@ -17,5 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.update(paper.model("540b", "vit_22b"))
   paper.training(c, batch_size=256, learning_rate=2.5e-5)
   c.mesh = dict(data=1, fsdp=-1, tensor=8)
+  # Evaluation batches are split over the batch mesh axes: 64 rows, 1 per FSDP group of 8 tensor-parallel chips on a v5p-1024.
+  c.eval.batch_size = 64
   c.topology = "v5p-1024"  # what medpalm_m.plan checks by default
   return c

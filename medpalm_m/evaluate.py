@@ -2,15 +2,19 @@
 
     python -m medpalm_m.evaluate --config=configs/tiny.py --workdir=DIR [--step=N] [--tasks=a,b] [--split=test]
 
-Writes DIR/eval/step_N.json = {"step": N, "tasks": {task: {metric: value, "n": count,
-"baseline": {metric: value}}}} (values in percent; the baseline is the majority-class or
+Writes DIR/eval/step_N.json = {"step": N, "runtime": {"devices": D, "processes": P, "mesh": {...}},
+"tasks": {task: {metric: value, "n": count, "baseline": {metric: value}}}} (values in percent;
+the baseline is the majority-class or
 most-frequent-answer score of the same metric on the same examples) and prints the table with
 the paper's numbers beside ours. `--tasks` re-evaluates those tasks and keeps the step's other
 results; a split other than config.eval.split is written to DIR/eval/step_N_<split>.json.
 Predictions (medical text) are written only when asked (config.eval.write_predictions).
 `--config.eval.bootstrap=N` adds each metric's 95% paired-bootstrap interval of ours - baseline
 ("margin_ci95"; N resamples of the examples), so that "above the baseline" can be told from luck.
-The library is `medpalm_m.evaluation`.
+Evaluation is data-parallel over config.mesh (config.eval.batch_size counts examples over the
+whole mesh) and joins a multi-host run as `train` does (TPU pod, SLURM, medpalm_m.launch_local):
+each process reads and decodes its share of the examples, process 0 scores and writes. The
+library is `medpalm_m.evaluation`.
 """
 
 import os
@@ -35,6 +39,7 @@ def main(argv) -> None:
   if FLAGS.workdir is None or FLAGS.config is None:
     raise app.UsageError("--config and --workdir are required")
   runtime.quiet_libraries()
+  runtime.initialize_distributed()  # a pod slice or SLURM job evaluates as it trains
   try:
     report = evaluation.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, task_names=FLAGS.tasks,
                                  split=FLAGS.split)

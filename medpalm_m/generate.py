@@ -36,6 +36,7 @@ def main(argv) -> None:
   del argv
   FLAGS = flags.FLAGS
   runtime.quiet_libraries()
+  runtime.initialize_distributed()  # a pod slice or SLURM job evaluates as it trains
   try:
     cfg = runtime.load_config(FLAGS.workdir, FLAGS.config)
     sampling = decode.SamplingConfig(max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,

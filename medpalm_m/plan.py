@@ -4,7 +4,9 @@
                              [--check_xla] [--config.key=value ...]
 
 Prints the parameter count and, per topology (default: config.topology), the config's mesh and
-the bytes each device holds against the device's memory; exits 2 when a topology does not fit.
+the bytes each device holds in a training step and in evaluation (KV cache and activations at
+config.eval's batch and decode length) against the device's memory; exits 2 when a topology does
+not fit either.
 The library is `medpalm_m.planning`.
 """
 
@@ -41,7 +43,7 @@ def main(argv) -> None:
     from medpalm_m.trainer import Trainer  # compiling the real step needs the whole trainer
     trainer = Trainer(cfg, num_tasks=max(len(cfg.data.mixture), 1))
     print("\n" + planning.compare_with_xla(cfg, trainer))
-  if not all(p.fits for p in plans):
+  if not all(p.fits and p.evaluation.fits for p in plans):
     sys.exit(2)
 
 

@@ -209,6 +209,7 @@ class Plan:
   activations: int
   gathered: int
   problem: str = ""  # why the step cannot run on this mesh at all
+  evaluation: "EvalPlan | None" = None  # the same mesh evaluating at config.eval's batch
 
   @property
   def total(self) -> int:
@@ -233,7 +234,8 @@ def make_plan(cfg, topo: topology_lib.Topology, state: AbstractState | None = No
       data_parts=data_parts(cfg, tuple(mesh.axis_sizes), topo.devices_per_host),
       params=params, opt_state=shard_bytes(state.opt_state, opt_shardings),
       gradients=copies * params, activations=sum(activation_bytes(cfg, mesh).values()),
-      gathered=gathered_bytes(cfg, state, param_shardings, mesh), problem=batch_problem(cfg, mesh))
+      gathered=gathered_bytes(cfg, state, param_shardings, mesh), problem=batch_problem(cfg, mesh),
+      evaluation=make_eval_plan(cfg, topo, state))
 
 
 def batch_problem(cfg, mesh) -> str:
@@ -250,6 +252,108 @@ def batch_problem(cfg, mesh) -> str:
 def rows_per_device(cfg, mesh) -> int:
   micro = cfg.train.batch_size // cfg.train.grad_accum_steps
   return max(micro // math.prod(mesh.shape[a] for a in _batch_axes(cfg)), 1)
+
+
+def eval_rows_per_device(cfg, mesh) -> int:
+  """Examples per device in one evaluation batch (config.eval.batch_size counts the whole mesh)."""
+  return max(cfg.eval.batch_size // math.prod(mesh.shape[a] for a in _batch_axes(cfg)), 1)
+
+
+def eval_problem(cfg, mesh) -> str:
+  shards = math.prod(mesh.shape[a] for a in _batch_axes(cfg))
+  if cfg.eval.batch_size % shards:
+    return (f"config.eval.batch_size {cfg.eval.batch_size} does not split over the {shards} devices "
+            f"of the batch axes; use a multiple of {shards}")
+  return ""
+
+
+def kv_cache_bytes(cfg, mesh) -> int:
+  """Per-device bytes of the decoding KV cache: every decoder layer's keys and values for the
+  prompt's T positions plus config.eval.max_decode_tokens, in the compute dtype, sharded by the
+  rules of `decoder.CACHE_AXES` (batch over the batch axes; KV heads over theirs, if any)."""
+  from medpalm_m.model.decoder import CACHE_AXES
+  model_cfg = ModelConfig.from_dict(cfg.model)
+  d = model_cfg.decoder
+  rules = sharding.rules_of(cfg)
+  slots = runtime.sequence_spec(cfg, model_cfg).length + cfg.eval.max_decode_tokens
+  shape = (cfg.eval.batch_size, slots, d.num_kv_heads, d.head_dim)
+  spec = sharding.logical_to_spec(CACHE_AXES["k"], shape, mesh, rules)
+  per_layer = 2 * math.prod(NamedSharding(mesh, spec).shard_shape(shape)) * jnp.dtype(model_cfg.dtype).itemsize
+  local_layers = sum(d.is_local(i) for i in range(d.depth))
+  positions = local_layers * math.prod(NamedSharding(mesh, sharding.logical_to_spec(
+      CACHE_AXES["positions"], shape[:2], mesh, rules)).shard_shape(shape[:2])) * 4
+  return d.depth * per_layer + positions
+
+
+def eval_activation_bytes(cfg, mesh) -> dict[str, int]:
+  """Per-device bytes of evaluation's largest transient values (estimate), forward only.
+
+  - Prefill of r rows of T positions, one layer at a time: that layer's values
+    c * r * T * (6D + 2(H + K)h + 4F) and its float32 attention scores and weights over the
+    cache, 2 * 4 * r * H * T * S (S = T + new tokens), plus the residual stream, and the images
+    through the ViT the same way; the logits of the last prompt position only, r * V * 4.
+  - Option scoring (classification AUC): a full forward pass whose float32 logits and their
+    log-softmax, 2 * 4 * r * T * V, dominate.
+  Heads, MLP width and vocabulary are divided by the mesh axes their rules give them.
+  """
+  model_cfg = ModelConfig.from_dict(cfg.model)
+  rules = dict(sharding.rules_of(cfg))
+  d, v = model_cfg.decoder, model_cfg.vit
+  c = jnp.dtype(model_cfg.dtype).itemsize
+  rows = eval_rows_per_device(cfg, mesh)
+  seq = runtime.sequence_spec(cfg, model_cfg).length
+  slots = seq + cfg.eval.max_decode_tokens
+  h = d.num_heads // _split(rules.get("heads"), d.num_heads, mesh)
+  kv = d.num_kv_heads // _split(rules.get("kv_heads"), d.num_kv_heads, mesh)
+  f = d.mlp_dim // _split(rules.get("mlp"), d.mlp_dim, mesh)
+  vocab = d.vocab_size // _split(rules.get("vocab"), d.vocab_size, mesh)
+  decoder_layer = rows * seq * (c * (6 * d.width + 2 * (h + kv) * d.head_dim + 4 * f)
+                                + 2 * 4 * h * slots) + 2 * rows * seq * d.width * c
+  images = rows * pipeline.images_per_row(cfg.data)
+  vh = v.num_heads // _split(rules.get("heads"), v.num_heads, mesh)
+  vit_layer = images * v.num_patches * (c * (6 * v.width + 4 * vh * (v.width // v.num_heads) + 2 * v.mlp_dim)
+                                        + 2 * 4 * vh * v.num_patches)
+  prefill = max(decoder_layer, vit_layer) + rows * vocab * 4
+  option_scoring = 2 * 4 * rows * seq * vocab + decoder_layer
+  return {"prefill": prefill, "option_scoring": option_scoring}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPlan:
+  """Per-device bytes of evaluation (greedy decoding and option scoring) at config.eval's batch
+  and decode length: the parameters, the KV cache, the largest transient activations and the
+  weights FSDP gathers, against the device's memory."""
+  rows_per_device: int
+  positions: int  # cache slots: the prompt's T positions plus the new tokens
+  params: int
+  kv_cache: int
+  activations: int
+  gathered: int
+  device_memory: int
+  problem: str = ""
+
+  @property
+  def total(self) -> int:
+    return self.params + self.kv_cache + self.activations + self.gathered
+
+  @property
+  def fits(self) -> bool:
+    return not self.problem and self.total <= HEADROOM * self.device_memory
+
+
+def make_eval_plan(cfg, topo: topology_lib.Topology, state: AbstractState | None = None) -> EvalPlan:
+  state = state or AbstractState.from_config(cfg)
+  mesh = AbstractMesh(sharding.mesh_shape(dict(cfg.mesh), topo.num_devices), sharding.MESH_AXES)
+  param_shardings, _ = state.shardings(cfg, mesh)
+  # Parameters in the compute dtype would be smaller; evaluation keeps the training state's
+  # float32 shards, which is what restoring a checkpoint gives.
+  return EvalPlan(
+      rows_per_device=eval_rows_per_device(cfg, mesh),
+      positions=runtime.sequence_spec(cfg).length + cfg.eval.max_decode_tokens,
+      params=shard_bytes(state.params, param_shardings), kv_cache=kv_cache_bytes(cfg, mesh),
+      activations=max(eval_activation_bytes(cfg, mesh).values()),
+      gathered=gathered_bytes(cfg, state, param_shardings, mesh),
+      device_memory=topo.device_memory, problem=eval_problem(cfg, mesh))
 
 
 def _batch_axes(cfg) -> tuple[str, ...]:
@@ -312,6 +416,20 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
   lines += ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
             for row in table]
   lines += [f"{p.topology.name}: {p.problem}" for p in plans if p.problem]
+  evals = [(p.topology, p.evaluation) for p in plans if p.evaluation is not None]
+  if evals:
+    lines += ["", f"evaluation: batch {cfg.eval.batch_size} over the mesh, "
+                  f"{evals[0][1].positions} cache positions ({runtime.sequence_spec(cfg).length} "
+                  f"prompt and target + {cfg.eval.max_decode_tokens} new tokens); GiB per device"]
+    table = [("topology", "rows", "params", "kv cache", "activ", "gather", "total", "memory", "fits")]
+    for topo, e in evals:
+      table.append((topo.name, str(e.rows_per_device), _gib(e.params), _gib(e.kv_cache),
+                    _gib(e.activations), _gib(e.gathered), _gib(e.total), _gib(e.device_memory),
+                    "yes" if e.fits else "NO"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines += ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+              for row in table]
+    lines += [f"{topo.name}: {e.problem}" for topo, e in evals if e.problem]
   return "\n".join(lines)
 
 

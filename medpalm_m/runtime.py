@@ -86,6 +86,20 @@ def any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
+def gather_from_processes(value: Any) -> list[Any]:
+  """`value` (anything JSON can hold) of every process, in process order; [value] in a single
+  process. What evaluation uses to bring each process's share of the examples to process 0."""
+  if jax.process_count() == 1:
+    return [value]
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.int64(len(data)))).reshape(-1)
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:len(data)] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+  return [json.loads(bytes(row[:size]).decode()) for row, size in zip(rows, sizes)]
+
+
 @functools.cache
 def _base_config_module():
   import importlib.util
@@ -212,11 +226,39 @@ class Runtime:
     """(index, count): which part of each global batch this process reads and feeds."""
     return sharding.process_batch_shard(self.batch_sharding, global_batch_size)
 
-  def global_batch(self, local_batch: dict[str, np.ndarray], parts: int) -> dict[str, jax.Array]:
+  def global_batch(self, local_batch: dict[str, np.ndarray], parts: int,
+                   batch_sharding: NamedSharding | None = None) -> dict[str, jax.Array]:
     """One global batch from this process's part of it (one of `parts` equal parts)."""
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v,
+    batch_sharding = batch_sharding or self.batch_sharding
+    return {k: jax.make_array_from_process_local_data(batch_sharding, v,
                                                       (v.shape[0] * parts, *v.shape[1:]))
             for k, v in local_batch.items()}
+
+  def batch_shards(self) -> int:
+    """How many ways the batch axes split a batch: a global batch is a multiple of this."""
+    axes = sharding.mesh_axes_of(dict(self.rules).get("batch"))
+    return int(np.prod([self.mesh.shape[a] for a in axes], dtype=int))
+
+  def process_rows(self, global_batch_size: int, batch_sharding: NamedSharding | None = None) -> list[int]:
+    """The rows of a global batch that this process's devices hold, in order: what it feeds."""
+    batch_sharding = batch_sharding or self.batch_sharding
+    rows: set[int] = set()
+    for device, index in batch_sharding.devices_indices_map((global_batch_size,)).items():
+      if device.process_index == jax.process_index():
+        rows.update(range(*index[0].indices(global_batch_size)))
+    return sorted(rows)
+
+  def constrain_cache(self, cache: list[dict]) -> list[dict]:
+    """A KV cache laid out by the rules (batch over the batch axes), inside a jitted function."""
+    from medpalm_m.model.decoder import CACHE_AXES
+    return [{name: jax.lax.with_sharding_constraint(value, NamedSharding(
+        self.mesh, sharding.logical_to_spec(CACHE_AXES[name], value.shape, self.mesh, self.rules)))
+             for name, value in layer.items()} for layer in cache]
+
+  def describe(self) -> dict[str, Any]:
+    """Where this runs, as reports record it."""
+    return {"devices": jax.device_count(), "processes": jax.process_count(),
+            "mesh": {axis: int(size) for axis, size in self.mesh.shape.items()}}
 
   def restore_params(self, workdir: str, step: int | None = None) -> tuple[dict[str, jax.Array], int]:
     """The parameters of `workdir`'s checkpoint `step` (default: the latest), each read into its

@@ -27,6 +27,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("heads", "tensor"),
     ("kv_heads", None),
     ("head_dim", None),
+    ("cache_length", None),  # KV-cache slots (evaluation)
     ("patch", None),
     ("patches", None),
 )

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from medpalm_m import checkpoint as ckpt_lib
+from tests import small_config
 from tests.conftest import ROOT
 
 # FSDP over all 4 devices: every parameter is split across both processes, so each step
@@ -70,15 +71,21 @@ def test_two_processes_reproduce_one_and_resume_after_kill(tmp_path, synthetic_d
   resume_from = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False).latest_step()
   assert resume_from is not None and resume_from % 2 == 0
   last = resume_from + 2
+  # The resumed run evaluates at its last step, data-parallel over both processes.
   code, out = launch(workdir, synthetic_data_dir, cache, f"--config.train.num_steps={last}",
-                     "--config.train.checkpoint_every=2", processes=2, devices=2)
+                     "--config.train.checkpoint_every=2", "--config.train.eval_every=2",
+                     processes=2, devices=2)
   assert code == 0, out[-3000:]
   assert f"resumed from {workdir / 'checkpoints'} step {resume_from}" in out, out[-3000:]
+  with open(workdir / "eval" / f"step_{last}.json") as f:
+    report = json.load(f)
+  assert report["runtime"]["processes"] == 2 and set(report["tasks"]) == set(small_config.TASKS)
+  assert out.count(f"step {last}: evaluation above the baseline on") == 1, out[-3000:]
 
   code, out = launch(tmp_path / "one", synthetic_data_dir, cache, f"--config.train.num_steps={last}",
                      "--config.train.checkpoint_every=1000", processes=1, devices=4)
   assert code == 0, out[-3000:]
-  two = {r["step"]: r["loss"] for r in logged(workdir)}  # a step logged twice keeps its last value
+  two = {r["step"]: r["loss"] for r in logged(workdir) if "loss" in r}  # a step logged twice: its last
   one = {r["step"]: r["loss"] for r in logged(tmp_path / "one")}
   assert sorted(one) == sorted(two) == list(range(1, last + 1))
   np.testing.assert_allclose([two[s] for s in one], [one[s] for s in one], rtol=RTOL)

@@ -1,6 +1,7 @@
 """The planner: topologies, exact state bytes against real shards, the activation estimate
 against XLA's memory analysis, and the paper sizes planned from shapes alone."""
 
+import importlib
 import json
 import math
 import os
@@ -127,3 +128,27 @@ def test_cli_prints_the_table_and_fails_a_topology_that_cannot_run():
   rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] in (["v5p-64"], ["2x8xH100"], ["v5e-256"])}
   assert rows["v5p-64"][-1] == rows["2x8xH100"][-1] == "yes" and rows["v5e-256"][-1] == "NO"
   assert "v5e-256: a micro-batch of 128 examples does not split over the 256 devices" in run.stdout
+
+
+def test_the_evaluation_kv_cache_is_counted_exactly():
+  """2 layers x (k, v) x rows x (T + new tokens) x KV heads x head size x 4 bytes (float32), the
+  rows split over the batch axes of a 4-device mesh."""
+  cfg = small_config.get_config()
+  cfg.eval.update(batch_size=8, max_decode_tokens=8)
+  cfg.mesh = dict(data=4, fsdp=1, tensor=1)
+  slots = (1 + 128 + 16 + 1) + 8
+  e = plan.make_eval_plan(cfg, topology.Topology("cpu4", "cpu", 4, 1, 2**30))
+  assert e.rows_per_device == 2 and e.positions == slots
+  assert e.kv_cache == 2 * 2 * 2 * slots * 2 * 8 * 4
+  assert not e.problem and e.fits
+  cfg.eval.batch_size = 6
+  assert "config.eval.batch_size 6 does not split over the 4 devices" in plan.make_eval_plan(
+      cfg, topology.Topology("cpu4", "cpu", 4, 1, 2**30)).problem
+
+
+@pytest.mark.parametrize("size", ["12b", "84b", "562b"])
+def test_paper_sizes_evaluate_on_their_topologies(size):
+  cfg = importlib.import_module(f"configs.medpalm_m_{size}").get_config()
+  p = plan.make_plan(cfg, topology.parse(cfg.topology))
+  assert p.evaluation.fits and p.evaluation.kv_cache > 0 and p.evaluation.activations > 0
+  assert "kv cache" in plan.format_plans(cfg, [p])

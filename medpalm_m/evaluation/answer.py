@@ -6,7 +6,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from medpalm_m import runtime as runtime_lib
@@ -32,10 +31,11 @@ def answer(cfg, workdir: str, prompt: str, image_paths: list[str], *, step: int 
     print(f"warning: the prompt is longer than config.data.max_prompt_tokens="
           f"{spec.max_prompt_tokens} and was {'dropped' if features['dropped'] else 'truncated'}",
           file=sys.stderr)
-  batch = {k: jnp.asarray(v)[None] for k, v in features.items()}
-  evaluator = Evaluator(cfg, runtime.template, tokenizer, spec, sampling=sampling,
-                        beam_width=beam_width, batch_size=1)
-  new_tokens, logprobs = evaluator.decode_batch(params, batch, jax.random.key(seed))
+  # One prompt: every device (and every process of a multi-host run) decodes the whole batch.
+  evaluator = Evaluator(runtime, tokenizer, sampling=sampling, beam_width=beam_width, batch_size=1,
+                        data_parallel=False)
+  new_tokens, logprobs = evaluator.decode_batch(params, evaluator.global_batch([features]),
+                                                jax.random.key(seed))
   ids = [int(i) for i in np.asarray(new_tokens)[0]]
   n = ids.index(tok.EOS_ID) if tok.EOS_ID in ids else len(ids)
   result = {"step": int(step), "answer": tokenizer.decode(ids), "token_ids": ids[:n]}

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import scipy.special
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from medpalm_m import runtime as runtime_lib
 from medpalm_m.data import pipeline, preprocess, tasks as tasks_lib
@@ -25,22 +26,45 @@ from medpalm_m.data import tokenizer as tok
 from medpalm_m.evaluation import report as report_lib
 from medpalm_m.evaluation import scoring
 from medpalm_m.model import decode
-from medpalm_m.model.template import ModelTemplate
 
 
 class Evaluator:
-  """Compiled decoding and option scoring for one model config; reused across calls, so a second
-  evaluation compiles nothing new. Greedy decoding of config.eval.max_decode_tokens by default."""
+  """Compiled decoding and option scoring of one model on the runtime's mesh; reused across calls,
+  so a second evaluation compiles nothing new. Greedy decoding of config.eval.max_decode_tokens by
+  default.
 
-  def __init__(self, cfg, template: ModelTemplate, tokenizer: tok.Tokenizer, spec: preprocess.SequenceSpec,
-               *, sampling: decode.SamplingConfig | None = None, beam_width: int = 1,
-               batch_size: int | None = None):
-    self.cfg, self.template, self.tokenizer, self.spec = cfg, template, tokenizer, spec
+  Data-parallel: config.eval.batch_size counts examples over the whole mesh; each global batch is
+  sharded over the batch axes, each process reads and preprocesses only the rows its devices
+  hold, and the parameters keep their (training) shardings. The outputs (token ids, scores) come
+  back replicated, so every process sees every row; the last batch is padded by wrapping around
+  to the first examples, and those rows are dropped before anything is scored. `data_parallel=False`
+  feeds every device the whole batch (one prompt at a terminal).
+  """
+
+  def __init__(self, runtime: runtime_lib.Runtime, tokenizer: tok.Tokenizer, *,
+               sampling: decode.SamplingConfig | None = None, beam_width: int = 1,
+               batch_size: int | None = None, data_parallel: bool = True):
+    cfg = runtime.cfg
+    self.runtime, self.cfg, self.template, self.tokenizer = runtime, cfg, runtime.template, tokenizer
+    self.spec = runtime.spec
     self.batch_size = batch_size or cfg.eval.batch_size
     self.sampling = sampling or decode.SamplingConfig(max_new_tokens=cfg.eval.max_decode_tokens)
     self.beam_width = beam_width
-    self.decode_batch = jax.jit(self._decode_fn)
-    self._score = jax.jit(self._score_fn)
+    replicated = NamedSharding(runtime.mesh, P())
+    if data_parallel:
+      shards = runtime.batch_shards()
+      if self.batch_size % shards:
+        raise ValueError(f"config.eval.batch_size={self.batch_size} does not split over the {shards} "
+                         f"devices of the mesh's batch axes ({dict(runtime.mesh.shape)}); use a "
+                         f"multiple of {shards}")
+      self.batch_sharding = runtime.batch_sharding
+    else:
+      self.batch_sharding = replicated
+    self.rows = runtime.process_rows(self.batch_size, self.batch_sharding)
+    self.parts = self.batch_size // len(self.rows)
+    self.examples_decoded = 0  # real (not padding) rows this process fed to decoding
+    self.decode_batch = jax.jit(self._decode_fn, out_shardings=replicated)
+    self._score = jax.jit(self._score_fn, out_shardings=replicated)
 
   def _decode_fn(self, params, batch, key=None):
     """(new tokens [B, max_new_tokens], their log-probs [B, max_new_tokens] or None for beams)."""
@@ -49,58 +73,77 @@ class Evaluator:
     if self.beam_width > 1:
       new_tokens, _ = decode.beam_search(model, prompt, batch["images"], batch["prompt_length"],
                                          batch["mask_ar"], self.sampling.max_new_tokens,
-                                         self.beam_width, tok.EOS_ID)
+                                         self.beam_width, tok.EOS_ID,
+                                         constrain_cache=self.runtime.constrain_cache)
       return new_tokens, None
     return decode.generate(model, prompt, batch["images"], batch["prompt_length"], batch["mask_ar"],
-                           self.sampling, tok.EOS_ID, key)
+                           self.sampling, tok.EOS_ID, key, constrain_cache=self.runtime.constrain_cache)
 
   def _score_fn(self, params, batch):
     model = self.template.bind(params)
     return decode.score_continuations(model, batch["tokens"], batch["images"], batch["input_mask"],
                                       batch["mask_ar"], batch["mask_loss"])
 
-  def _batches(self, features: list[dict]):
-    """Fixed-size batches (the last one padded with copies), so shapes never change."""
-    for start in range(0, len(features), self.batch_size):
-      chunk = features[start:start + self.batch_size]
-      real = len(chunk)
-      chunk = chunk + [chunk[-1]] * (self.batch_size - real)
-      yield preprocess.collate(chunk), real
+  def global_batch(self, local_features: list[dict]) -> dict[str, jax.Array]:
+    """The global batch whose rows `self.rows` are these features (this process's share)."""
+    return self.runtime.global_batch(preprocess.collate(local_features), self.parts, self.batch_sharding)
+
+  def _map_batches(self, fn, n: int, feature_at) -> list[np.ndarray]:
+    """`fn` over global batches of rows 0..n-1 (the last one padded by wrapping around), each
+    process building only its rows with `feature_at(row)`; returns fn's outputs for rows 0..n-1."""
+    outputs = []
+    for start in range(0, n, self.batch_size):
+      local = [feature_at((start + r) % n) for r in self.rows]
+      self.examples_decoded += sum(start + r < n for r in self.rows)
+      outputs.append(jax.tree.map(np.asarray, fn(self.global_batch(local))))
+    return outputs
 
   def decode(self, params, features: list[dict]) -> list[list[int]]:
-    """The new token ids of every example (EOS-padded to max_new_tokens)."""
-    out = []
-    for batch, real in self._batches(features):
-      new_tokens, _ = self.decode_batch(params, batch)
-      out.extend(np.asarray(new_tokens)[:real].tolist())
-    return out
+    """The new token ids of every example (EOS-padded to max_new_tokens); every process passes
+    the same list (or the same length, for `decode_examples`)."""
+    return self._decode_rows(params, len(features), features.__getitem__)
 
-  def option_probabilities(self, params, preprocessor, examples: list[dict], options: Sequence[str]) -> np.ndarray:
-    """Normalised likelihood of each option's text as the answer: [N, num_options]."""
-    features = [preprocessor({**ex, "target": option}) for ex in examples for option in options]
-    scores = []
-    for batch, real in self._batches(features):
-      scores.extend(np.asarray(self._score(params, batch))[:real].tolist())
-    scores = np.asarray(scores).reshape(len(examples), len(options))
+  def _decode_rows(self, params, n: int, feature_at) -> list[list[int]]:
+    outputs = self._map_batches(lambda batch: self.decode_batch(params, batch)[0], n, feature_at)
+    return np.concatenate(outputs)[:n].tolist() if outputs else []
+
+  def option_probabilities(self, params, n: int, feature_at, options: Sequence[str]) -> np.ndarray:
+    """Normalised likelihood of each option's text as the answer: [n, num_options], where
+    `feature_at(i, option)` preprocesses example i with that option as its target."""
+    k = len(options)
+    outputs = self._map_batches(lambda batch: self._score(params, batch), n * k,
+                                lambda row: feature_at(row // k, options[row % k]))
+    scores = np.concatenate(outputs)[:n * k].reshape(n, k)
     return scipy.special.softmax(scores, axis=1)
 
   def evaluate_task(self, params, task: tasks_lib.Task, data_dir: str, split: str,
-                    task_ids: dict[str, int]) -> tuple[dict[str, Any], list[dict]]:
+                    task_ids: dict[str, int]) -> tuple[dict[str, Any] | None, list[dict]]:
+    """The task's result and per-example records, on process 0 (None and [] elsewhere)."""
     preprocessor = preprocess.Preprocessor(self.tokenizer, self.spec, task_ids)
-    examples = list(pipeline.eval_examples(task, data_dir, split,
-                                           max_examples=self.cfg.eval.max_examples_per_task,
-                                           seed=self.cfg.seed))
-    features = [preprocessor(ex) for ex in examples]
-    generated = self.decode(params, features)
-    predictions = [task.postprocess(self.tokenizer.decode(ids)) for ids in generated]
-    targets = [ex["target"] for ex in examples]
+    examples = pipeline.eval_examples(task, data_dir, split, max_examples=self.cfg.eval.max_examples_per_task,
+                                      seed=self.cfg.seed)
+    n = len(examples)
+    read = _ExampleReader(examples, preprocessor)
+    generated = self._decode_rows(params, n, read.features)
     probs = None
     if task.options and "macro_auc" in task.metrics:
-      probs = self.option_probabilities(params, preprocessor, examples, task.options)
-    counts = {k: int(sum(bool(f[k]) for f in features))
+      probs = self.option_probabilities(params, n, read.with_target, task.options)
+    # Each process read only the examples its rows needed; process 0 scores them all.
+    gathered = {}
+    for share in runtime_lib.gather_from_processes(read.summaries()):
+      gathered.update({int(i): summary for i, summary in share.items()})
+    if jax.process_index() != 0:
+      return None, []
+    missing = sorted(set(range(n)) - set(gathered))
+    if missing:
+      raise AssertionError(f"{task.name}: no process read examples {missing[:10]}")
+    examples = [gathered[i]["example"] for i in range(n)]
+    predictions = [task.postprocess(self.tokenizer.decode(ids)) for ids in generated]
+    targets = [ex["target"] for ex in examples]
+    counts = {k: sum(gathered[i][k] for i in range(n))
               for k in ("prompt_truncated", "target_truncated", "dropped")}
     result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg)
-    result.update({"n": len(examples), **{k: v for k, v in counts.items() if v}})
+    result.update({"n": n, **{k: v for k, v in counts.items() if v}})
     if self.cfg.eval.bootstrap:
       result["margin_ci95"] = scoring.bootstrap_margin(task, examples, predictions, targets, probs,
                                                        self.cfg, self.cfg.eval.bootstrap,
@@ -110,11 +153,46 @@ class Evaluator:
     return result, records
 
 
+class _ExampleReader:
+  """Reads and preprocesses the examples this process's rows need, once each, and keeps what
+  scoring needs of them (everything but the images) for process 0."""
+
+  def __init__(self, examples, preprocessor: preprocess.Preprocessor):
+    self.examples, self.preprocessor = examples, preprocessor
+    self._example: dict[int, dict] = {}
+    self._summary: dict[int, dict] = {}
+
+  def example(self, index: int) -> dict:
+    if index not in self._example:
+      self._example = {index: self.examples[index]}  # rows arrive in order: keep one
+    return self._example[index]
+
+  def features(self, index: int) -> dict:
+    example = self.example(index)
+    features = self.preprocessor(example)
+    self._summary[index] = {"example": _without_images(example),
+                            **{k: int(bool(features[k]))
+                               for k in ("prompt_truncated", "target_truncated", "dropped")}}
+    return features
+
+  def with_target(self, index: int, target: str) -> dict:
+    return self.preprocessor({**self.example(index), "target": target})
+
+  def summaries(self) -> dict[int, dict]:
+    return self._summary
+
+
+def _without_images(example: dict) -> dict:
+  """The example's fields that scoring reads, as JSON can carry them between processes."""
+  return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in example.items() if k != "images"}
+
+
 def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence[str] | None = None,
              split: str | None = None, params=None, runtime: runtime_lib.Runtime | None = None,
-             evaluator: Evaluator | None = None) -> dict[str, Any]:
+             evaluator: Evaluator | None = None) -> dict[str, Any] | None:
   """Evaluate `params` (default: the workdir's checkpoint `step`, else its latest) on every task
-  of the mixture (or `task_names`); writes and returns the report."""
+  of the mixture (or `task_names`). Every process takes part; process 0 writes the report and
+  returns it, the others return None."""
   workdir = os.path.abspath(workdir)
   split = split or cfg.eval.split
   data_dir, tokenizer = runtime_lib.prepare_data(cfg)
@@ -125,18 +203,23 @@ def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence
     raise ValueError("evaluate(params=...) needs the step the parameters come from")
   task_names = list(task_names or sorted(cfg.data.mixture))
   task_ids = pipeline.task_ids(task_names)
-  evaluator = evaluator or Evaluator(cfg, runtime.template, tokenizer, runtime.spec)
+  evaluator = evaluator or Evaluator(runtime, tokenizer)
   results, start = {}, time.perf_counter()
   for name in task_names:
     task = tasks_lib.get(name)
     t0 = time.perf_counter()
-    results[name], records = evaluator.evaluate_task(params, task, data_dir, split, task_ids)
-    logging.info("evaluated %s (%d examples) in %.1fs", name, results[name]["n"], time.perf_counter() - t0)
-    if cfg.eval.write_predictions and jax.process_index() == 0:
+    result, records = evaluator.evaluate_task(params, task, data_dir, split, task_ids)
+    if result is None:  # another process scores
+      continue
+    results[name] = result
+    logging.info("evaluated %s (%d examples) in %.1fs", name, result["n"], time.perf_counter() - t0)
+    if cfg.eval.write_predictions:
       directory = os.path.join(workdir, "eval", f"predictions_step_{step}")
       os.makedirs(directory, exist_ok=True)
       with open(os.path.join(directory, f"{name}.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
+  if jax.process_index() != 0:
+    return None
   report = {"step": int(step), "split": split, "wall_time_sec": time.perf_counter() - start,
-            "tasks": results}
+            "runtime": runtime.describe(), "tasks": results}
   return report_lib.write_report(report, report_lib.report_path(workdir, step, split, cfg.eval.split))

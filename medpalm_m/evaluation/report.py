@@ -20,15 +20,13 @@ def report_path(workdir: str, step: int, split: str, config_split: str) -> str:
 
 def write_report(report: dict[str, Any], path: str) -> dict[str, Any]:
   """Writes `report`, keeping the tasks of an existing report at `path` that were not evaluated
-  again (--tasks updates some tasks of a step); returns what was written. Process 0 only writes."""
-  import jax
+  again (--tasks updates some tasks of a step); returns what was written. Called by process 0."""
   if os.path.exists(path):
     with open(path) as f:
       report = {**report, "tasks": {**json.load(f).get("tasks", {}), **report["tasks"]}}
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(report, f, indent=2, sort_keys=True)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(report, f, indent=2, sort_keys=True)
   return report
 
 

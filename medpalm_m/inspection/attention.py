@@ -92,7 +92,7 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
     warnings.warn(f"the prompt is longer than config.data.max_prompt_tokens={spec.max_prompt_tokens}: "
                   "the model sees only its end", stacklevel=2)
   if answer_ids is None:
-    generated = Evaluator(cfg, runtime.template, tokenizer, spec).decode(params, [features])[0]
+    generated = Evaluator(runtime, tokenizer, data_parallel=False).decode(params, [features])[0]
     answer_ids = generated[:generated.index(tok.EOS_ID) + 1] if tok.EOS_ID in generated else generated
   answer_ids = [int(i) for i in answer_ids]
   if not answer_ids:

@@ -9,6 +9,7 @@ masked out). One compiled program serves every batch of the same shape.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,17 @@ def _choose(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array
   return jax.random.categorical(key, logits).astype(jnp.int32)
 
 
-def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_tokens: int):
+# Places a KV cache (a list of per-layer dicts, axes `decoder.CACHE_AXES`) on the mesh, e.g. a
+# sharding constraint over the batch axes; the identity when decoding runs on one device.
+CacheConstraint = Callable[[list], list]
+
+
+def _unconstrained(cache: list) -> list:
+  return cache
+
+
+def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_tokens: int,
+             constrain_cache: CacheConstraint = _unconstrained):
   """Run the prompt through the model, filling cache slots [0, T); returns the cache and the
   logits at each example's last prompt token."""
   batch, length = tokens.shape
@@ -50,11 +61,11 @@ def _prefill(model: MedPaLMM, tokens, images, prompt_length, mask_ar, max_new_to
   input_mask = positions < prompt_length[:, None]
   prompt_mask = attention_mask(input_mask, model.autoregressive_mask(tokens, mask_ar))  # [B, T, T]
   prefill_mask = jnp.pad(prompt_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
-  cache = model.decoder.init_cache(batch, length + max_new_tokens, model.dtype)
+  cache = constrain_cache(model.decoder.init_cache(batch, length + max_new_tokens, model.dtype))
   x = model.embed_inputs(tokens, images)
   logits, cache = model.decoder(x, jnp.broadcast_to(positions, (batch, length)), prefill_mask, cache, 0,
                                 logits_at=prompt_length - 1)
-  return cache, logits[:, 0]
+  return constrain_cache(cache), logits[:, 0]
 
 
 def _extend(model: MedPaLMM, cache, token, prompt_length, length: int, t):
@@ -75,14 +86,15 @@ def prompt_only(tokens: jax.Array, prompt_length: jax.Array, pad_id: int) -> jax
 
 
 def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, prompt_length: jax.Array,
-             mask_ar: jax.Array, cfg: SamplingConfig, eos_id: int, key: jax.Array | None = None
-             ) -> tuple[jax.Array, jax.Array]:
+             mask_ar: jax.Array, cfg: SamplingConfig, eos_id: int, key: jax.Array | None = None,
+             constrain_cache: CacheConstraint = _unconstrained) -> tuple[jax.Array, jax.Array]:
   """tokens [B, T] right-padded prompts (ending before the target); prompt_length [B].
 
   Returns (new tokens [B, max_new_tokens] padded with eos after the first eos, their log-probs).
   """
   batch, length = tokens.shape
-  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, cfg.max_new_tokens)
+  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, cfg.max_new_tokens,
+                         constrain_cache)
   key = key if key is not None else jax.random.key(0)
 
   def step(carry, t):
@@ -93,7 +105,7 @@ def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, promp
     token = jnp.where(done, eos_id, token)
     done = done | (token == eos_id)
     logits, cache = _extend(model, cache, token, prompt_length, length, t)
-    return (cache, logits, done, key), (token, logprob)
+    return (constrain_cache(cache), logits, done, key), (token, logprob)
 
   init = (cache, last, jnp.zeros((batch,), bool), key)
   _, (new_tokens, logprobs) = jax.lax.scan(step, init, jnp.arange(cfg.max_new_tokens))
@@ -102,7 +114,8 @@ def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, promp
 
 def beam_search(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, prompt_length: jax.Array,
                 mask_ar: jax.Array, max_new_tokens: int, beam_width: int, eos_id: int,
-                length_penalty: float = 0.0) -> tuple[jax.Array, jax.Array]:
+                length_penalty: float = 0.0, constrain_cache: CacheConstraint = _unconstrained
+                ) -> tuple[jax.Array, jax.Array]:
   """Beam search; returns the best beam's tokens [B, max_new_tokens] and its total log-prob [B].
 
   Finished beams keep their score and only extend with EOS. Scores are ranked by
@@ -110,9 +123,9 @@ def beam_search(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, pr
   """
   batch, length = tokens.shape
   w = beam_width
-  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, max_new_tokens)
+  cache, last = _prefill(model, tokens, images, prompt_length, mask_ar, max_new_tokens, constrain_cache)
   # Every example's prompt is shared by its beams: repeat cache and logits W times.
-  cache = jax.tree.map(lambda c: jnp.repeat(c, w, axis=0), cache)
+  cache = constrain_cache(jax.tree.map(lambda c: jnp.repeat(c, w, axis=0), cache))
   logits = jnp.repeat(last, w, axis=0)
   lengths_p = jnp.repeat(prompt_length, w)
   scores = jnp.tile(jnp.asarray([0.0] + [-jnp.inf] * (w - 1)), batch)  # one live beam at first

@@ -75,6 +75,13 @@ class DecoderConfig:
     return self.depth * (attn + mlp + norms) + self.vocab_size * self.width + self.width
 
 
+# Logical axes of a KV-cache entry (`Decoder.init_cache`), mapped to mesh axes by the config's
+# rules like the parameters': evaluation shards the cache over the batch axes.
+CACHE_AXES = {"k": ("batch", "cache_length", "kv_heads", "head_dim"),
+              "v": ("batch", "cache_length", "kv_heads", "head_dim"),
+              "positions": ("batch", "cache_length")}
+
+
 class DecoderBlock(nnx.Module):
 
   def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, local: bool = False):
@@ -167,6 +174,7 @@ class Decoder(nnx.Module):
     return logits, (new_cache if cache is not None else None)
 
   def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> list[dict]:
+    """One {'k', 'v'[, 'positions']} per layer; CACHE_AXES names their axes for sharding."""
     shape = (batch, length, self.cfg.num_kv_heads, self.cfg.head_dim)
     cache = []
     for i in range(self.cfg.depth):

@@ -189,9 +189,11 @@ def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, wri
   """`medpalm_m.evaluation` on the live parameters: writes eval/step_N.json and
   logs the headline metrics; its compiled programs are reused at every evaluation."""
   from medpalm_m import evaluation
-  evaluator = evaluator or evaluation.Evaluator(cfg, trainer.template, tokenizer, trainer.runtime.spec)
+  evaluator = evaluator or evaluation.Evaluator(trainer.runtime, tokenizer)
   report = evaluation.evaluate(cfg, workdir, step=step, params=params, runtime=trainer.runtime,
                                evaluator=evaluator)
+  if report is None:  # process 0 scores, writes and logs
+    return evaluator
   beaten, compared = evaluation.baseline_summary(report)
   scores = {f"{task}/{metric}": value for task, result in report["tasks"].items()
             for metric, value in result.items() if isinstance(value, float)}

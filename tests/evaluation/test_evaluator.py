@@ -49,7 +49,7 @@ def test_a_second_evaluation_compiles_nothing_new(trained):
   rt = runtime.Runtime(cfg)
   params, _ = rt.restore_params(workdir)
   tokenizer = runtime.prepare_data(cfg)[1]
-  evaluator = evaluation.Evaluator(cfg, rt.template, tokenizer, rt.spec)
+  evaluator = evaluation.Evaluator(rt, tokenizer)
   # Generation, and option scoring for AUC: each compiled once for every task.
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_vqa_rad", "synthetic_cbis_ddsm_mass"],
                     params=params, runtime=rt,
