@@ -273,7 +273,7 @@ def test_mimic_cxr_classification_labels_conditions_and_upsampling(mimic):
       f"{text(exemplar['condition'])} indicated by the image? (A) No (B) Yes A: {exemplar_answer} "
       "Given the AP view X-ray image <img>. Q: Is cardiomegaly indicated by the image? (A) No (B) Yes A:")
   assert (example["target"], example["label"], example["condition"]) == ("Yes", 1, "cardiomegaly")
-  assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "macro_f1")
+  assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "positive_f1")
 
 
 def test_mimic_cxr_report_sections_from_an_unzipped_tree(tmp_path):
