@@ -11,6 +11,7 @@ Marked "ours" below: what the paper leaves open, with the reason for our choice.
 """
 
 from configs.mixtures import multimedbench
+from medpalm_m.data import augment
 
 PALM = {
     "8b": dict(width=4096, depth=32, num_heads=16, mlp_dim=16384),
@@ -39,13 +40,19 @@ def model(palm: str, vit: str) -> dict:
 
 
 def training(c, *, batch_size: int, learning_rate: float) -> None:
-  """The paper's fine-tuning setup (Tu et al. 2023, Table A.2 and Section 4.2), shared by the
-  three sizes: the MultiMedBench mixture with every task in every batch, 710 input and 256 output
-  tokens, at most one image per context, full fine-tuning with Adafactor (momentum 0.9) at one
-  constant learning rate for every parameter, answers decoded up to 256 tokens at evaluation."""
+  """The paper's fine-tuning setup (Tu et al. 2023, Table A.2, Sections 4.2 and A.1), shared by
+  the three sizes: the MultiMedBench mixture with every task in every batch and the augmented
+  dermatology and mammography images, 710 input and 256 output tokens, at most one image per
+  context, full fine-tuning with Adafactor (momentum 0.9) at one constant learning rate for every
+  parameter, answers decoded up to 256 tokens at evaluation."""
   c.data.mixture = multimedbench.MIXTURE
   c.data.update(build_synthetic=False, max_prompt_tokens=710, max_target_tokens=256, max_images=1)
   c.data.tokenizer = ""  # set to the SentencePiece model of the checkpoint the run starts from
+  c.data.every_task_per_batch = True  # Table A.1: every task at least once per batch
+  # Section A.1's augmentation; num_ops and magnitude stay ours (base): the paper gives neither.
+  c.data.augmentation.ops = {"pad_ufes_20": list(augment.PAD_UFES_20_OPS),
+                             **{task: list(augment.MAMMOGRAPHY_OPS)
+                                for task in ("vindr_mammo", "cbis_ddsm_mass", "cbis_ddsm_calc")}}
   c.train.update(
       batch_size=batch_size, grad_accum_steps=1, log_every=10, checkpoint_every=500,
       # Ours: the paper does not report its steps (Section 6.1 only says the 562B had fewer);

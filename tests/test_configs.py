@@ -17,7 +17,7 @@ NOT_EXPERIMENTS = {"base", "paper", "__init__"}
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
                      if f.endswith(".py") and f[:-3] not in NOT_EXPERIMENTS)
 # Values that are whole, not schemas: their keys are data (task names, regexes, axis names).
-FREE_FORM = {"data.mixture", "data.manual_dirs", "optimizer.lr_multipliers"}
+FREE_FORM = {"data.mixture", "data.manual_dirs", "data.augmentation.ops", "optimizer.lr_multipliers"}
 
 
 def keys(tree, prefix=""):
@@ -123,6 +123,8 @@ def test_paper_configs_are_the_papers_recipe(name):
   assert (cfg.data.max_prompt_tokens, cfg.data.max_target_tokens, cfg.data.max_images) == (710, 256, 1)
   assert cfg.eval.max_decode_tokens == 256
   assert cfg.optimizer.freeze == ""
+  assert cfg.data.every_task_per_batch and not cfg.data.packing.enabled
+  assert sorted(cfg.data.augmentation.ops) == ["cbis_ddsm_calc", "cbis_ddsm_mass", "pad_ufes_20", "vindr_mammo"]
   # One constant rate for every parameter, ViT and projector included.
   assert learning_rates(cfg) == {recipe["learning_rate"]}
   assert {k: cfg.model.vit[k] for k in VITS[recipe["vit"]]} == VITS[recipe["vit"]]
