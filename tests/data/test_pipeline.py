@@ -30,22 +30,30 @@ def test_mixture_draws_match_the_weights(synthetic_data_dir):
     assert abs(counts[task] / 10_000 - weight) < 0.015, counts
 
 
-@pytest.mark.parametrize("packing", [None, PACKING], ids=["unpacked", "packed"])
-def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir, packing):
-  pre = make_preprocessor(synthetic_data_dir, list(MIX))
-  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
-                                             packing=packing))
+def assert_resumes_exactly(make, skip: int) -> None:
+  """An iterator from `make()` is read `skip` batches, its state taken and the iterator dropped (a
+  kill); a new one restored from that state alone, as the trainer does from a checkpoint, gives
+  the same next 3 batches."""
   it = make()
-  for _ in range(3):
+  for _ in range(skip):
     next(it)
   state = it.get_state()
   expected = [next(it) for _ in range(3)]
+  del it
   resumed = make()
   resumed.set_state(state)
   for want in expected:
     got = next(resumed)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+@pytest.mark.parametrize("packing", [None, PACKING], ids=["unpacked", "packed"])
+def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir, packing):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
+                                             packing=packing))
+  assert_resumes_exactly(make, skip=3)
   # Same seed, fresh iterator: the same stream; another seed: a different one.
   again = next(make())
   other = next(iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=4,
@@ -289,23 +297,10 @@ def test_every_task_shards_are_slices_of_the_global_batches(synthetic_data_dir):
 
 
 def test_resume_with_every_task_and_augmentation_is_exact(synthetic_data_dir):
-  # A "kill": the first iterator is dropped after its state is read; a new pipeline is built and
-  # restored from that state alone, as the trainer does from a checkpoint.
   pre = make_preprocessor(synthetic_data_dir, list(EVERY_MIX))
   make = lambda: iter(pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=3,
                                              every_task_per_batch=True, augmentation=augmentation(seed=3)))
-  it = make()
-  for _ in range(4):
-    next(it)
-  state = it.get_state()
-  expected = [next(it) for _ in range(3)]
-  del it
-  resumed = make()
-  resumed.set_state(state)
-  for want in expected:
-    got = next(resumed)
-    for key in want:
-      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  assert_resumes_exactly(make, skip=4)
 
 
 def test_augmentation_changes_training_images_of_its_tasks_only_and_never_evaluation(synthetic_data_dir):
