@@ -40,6 +40,14 @@ def get_config() -> ml_collections.ConfigDict:
       num_workers=0,  # grain worker processes; 0 = in the training process
       # Several whole examples per training row (medpalm_m.data.pipeline.Packing).
       packing=dict(enabled=False, images_per_row=2, examples_per_row=8),
+      # Every task of the mixture at least once in every batch (the paper's constraint, Table
+      # A.1), each task's share rounded to whole examples per batch (pipeline.EveryTaskMix);
+      # needs packing off.
+      every_task_per_batch=False,
+      # Training images augmented per task, seeded per example (medpalm_m.data.augment):
+      # ops {task: [operation, ...]}, empty: none; num_ops operations per image at magnitude
+      # 0-10 (ours, RandAugment's ImageNet setting: the paper gives neither). Never at evaluation.
+      augmentation=dict(ops={}, num_ops=2, magnitude=9.0),
   )
   c.train = dict(
       num_steps=1000,

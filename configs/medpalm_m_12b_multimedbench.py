@@ -2,10 +2,11 @@
 
 configs/medpalm_m_12b.py holds the paper's 12B model and fine-tuning recipe (Tu et al. 2023,
 Table A.2 and §4.2: PaLM 8B + ViT-4B, full fine-tuning, Adafactor with momentum 0.9, constant
-learning rate 5e-5, batch 128, 710 input / 256 output tokens, one image per context, the Table A.1
-mixture). This config adds where the data comes from: one folder per task, named on the command
-line (each builder documents the layout it reads: `medpalm_m/data/builders/<dataset>.py`), built
-into data_dir on first use (or beforehand with `python -m medpalm_m.data build TASK=PATH ...`):
+learning rate 5e-5, batch 128, dropout 0.1, 710 input / 256 output tokens, one image per context,
+the Table A.1 mixture, answers decoded up to 256 tokens). This config adds where the data comes
+from: one folder per task, named on the command line (each builder documents the layout it reads:
+`medpalm_m/data/builders/<dataset>.py`), built into data_dir on first use (or beforehand with
+`python -m medpalm_m.data build TASK=PATH ...`):
 
     python -m medpalm_m.train --config=configs/medpalm_m_12b_multimedbench.py --workdir=W \\
       --config.data.data_dir=/data/tfds --config.data.tokenizer=/ckpt/spm.model \\
@@ -27,11 +28,10 @@ from configs.mixtures import multimedbench
 
 def get_config() -> ml_collections.ConfigDict:
   c = medpalm_m_12b.get_config()
-  c.model.decoder.dropout = 0.1  # the paper's fine-tuning dropout
   c.data.data_dir = "~/tensorflow_datasets/medpalm_m"
   # Task -> folder of its manual download; empty: already prepared under data_dir.
   c.data.manual_dirs = {task: "" for task in (*multimedbench.MIXTURE, "pubmedqa")}
   c.data.num_workers = 8
-  # The paper's numbers are over whole test sets (base: every example), answers up to 256 tokens.
-  c.eval.max_decode_tokens = 256
+  # The paper's numbers are over whole test sets (base: every example); configs/paper.py decodes
+  # answers up to 256 tokens, and configs/medpalm_m_12b.py sets the evaluation batch.
   return c

@@ -5,6 +5,7 @@ import importlib
 import os
 import re
 
+import jax
 import ml_collections
 import pytest
 
@@ -16,7 +17,7 @@ NOT_EXPERIMENTS = {"base", "paper", "__init__"}
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
                      if f.endswith(".py") and f[:-3] not in NOT_EXPERIMENTS)
 # Values that are whole, not schemas: their keys are data (task names, regexes, axis names).
-FREE_FORM = {"data.mixture", "data.manual_dirs", "optimizer.lr_multipliers"}
+FREE_FORM = {"data.mixture", "data.manual_dirs", "data.augmentation.ops", "optimizer.lr_multipliers"}
 
 
 def keys(tree, prefix=""):
@@ -82,3 +83,54 @@ def test_the_code_reads_config_keys_without_fallback_defaults():
           if _FALLBACK.search(line):
             found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
   assert not found, "a config key has one default, in configs/base.py:\n" + "\n".join(found)
+
+
+# Tu et al. 2023, Table A.2 and Section 4.2; the ViTs of PaLI (ViT-e) and Dehghani et al. (ViT-22B).
+PAPER_RECIPES = {
+    "medpalm_m_12b": dict(batch_size=128, learning_rate=5e-5, vit="vit_e"),
+    "medpalm_m_84b": dict(batch_size=128, learning_rate=5e-5, vit="vit_22b"),
+    "medpalm_m_562b": dict(batch_size=256, learning_rate=2.5e-5, vit="vit_22b"),
+}
+VITS = {
+    "vit_e": dict(width=1792, depth=56, mlp_dim=15360, num_heads=16, patch_size=14, block="sequential",
+                  qk_norm=False, qkv_bias=True, norm_bias=True),
+    "vit_22b": dict(width=6144, depth=48, mlp_dim=24576, num_heads=48, patch_size=14, block="parallel",
+                    qk_norm=True, qkv_bias=False, norm_bias=False),
+}
+
+
+def learning_rates(cfg) -> set[float]:
+  """Every parameter's learning rate at steps 0 and 10^6, from the abstract model (no allocation)."""
+  from flax import nnx
+
+  from medpalm_m.model.medpalm import MedPaLMM, ModelConfig
+  from medpalm_m.trainer import optimizer
+  model_cfg = ModelConfig.from_dict(cfg.model)
+  abstract = nnx.eval_shape(lambda: MedPaLMM(model_cfg, rngs=nnx.Rngs(0)))
+  factors = optimizer.parameter_multipliers(dict(cfg.optimizer.lr_multipliers), nnx.state(abstract, nnx.Param))
+  schedule = optimizer.learning_rate_schedule(cfg)
+  return {float(schedule(step)) * f for step in (0, 10**6) for f in jax.tree.leaves(factors)}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "medpalm_m_562b" else n
+                                  for n in sorted(PAPER_RECIPES)])
+def test_paper_configs_are_the_papers_recipe(name):
+  recipe = PAPER_RECIPES[name]
+  cfg = importlib.import_module(f"configs.{name}").get_config()
+  assert (cfg.optimizer.name, cfg.optimizer.b1, cfg.optimizer.schedule) == ("adafactor", 0.9, "constant")
+  assert (cfg.train.batch_size, cfg.train.grad_accum_steps) == (recipe["batch_size"], 1)
+  assert (cfg.model.decoder.dropout, cfg.model.vit.dropout) == (0.1, 0.1)
+  assert (cfg.data.max_prompt_tokens, cfg.data.max_target_tokens, cfg.data.max_images) == (710, 256, 1)
+  assert cfg.eval.max_decode_tokens == 256
+  assert cfg.optimizer.freeze == ""
+  assert cfg.data.every_task_per_batch and not cfg.data.packing.enabled
+  assert sorted(cfg.data.augmentation.ops) == ["cbis_ddsm_calc", "cbis_ddsm_mass", "pad_ufes_20", "vindr_mammo"]
+  # One constant rate for every parameter, ViT and projector included.
+  assert learning_rates(cfg) == {recipe["learning_rate"]}
+  assert {k: cfg.model.vit[k] for k in VITS[recipe["vit"]]} == VITS[recipe["vit"]]
+
+
+def test_the_rate_check_sees_a_second_rate():
+  cfg = importlib.import_module("configs.tiny").get_config()  # its ViT trains at 0.3x
+  cfg.optimizer.update(schedule="constant", warmup_steps=0)
+  assert learning_rates(cfg) == {3e-3, 3e-3 * 0.3}

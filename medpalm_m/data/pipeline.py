@@ -1,23 +1,27 @@
 """From TFDS array_record sources to batches, with grain.
 
 Each task's split is a random-access source of formatted examples (`TaskSource`). Training
-shuffles each task's source per epoch, repeats it, mixes the tasks by weight, takes this
-process's shard of the mixed stream, preprocesses, optionally packs several examples into each
-row (`Packing`), and batches. Every step is a deterministic function of (seed, index), so the
-iterator's state is a few integers that are saved in the checkpoint: a resumed run sees exactly
-the examples it would have seen.
+shuffles each task's source per epoch, repeats it, mixes the tasks by weight (drawn per example,
+or with every task in every batch: `EveryTaskMix`), augments the images of the tasks that ask
+for it (`augment.Augmentation`), takes this process's shard of the mixed stream, preprocesses,
+optionally packs several examples into each row (`Packing`), and batches. Every step is a
+deterministic function of (seed, index), so the iterator's state is a few integers that are
+saved in the checkpoint: a resumed run sees exactly the examples it would have seen.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import sys
 import zlib
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
 
+from medpalm_m.data import augment
 from medpalm_m.data import tasks as tasks_lib
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.data.preprocess import ExampleError, Preprocessor, SequenceSpec
@@ -175,21 +179,87 @@ def _packed_row(row: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   return out
 
 
+def every_task_counts(weights: Sequence[float], batch_size: int) -> list[int]:
+  """Examples of each task in every batch of `batch_size`: at least one each, the rest in
+  proportion to what each task's weight asks beyond its one (largest remainders), so a task
+  whose weight is at least 1/batch_size keeps its weight to within one example a batch."""
+  if batch_size < len(weights):
+    raise ValueError(f"config.data.every_task_per_batch: a batch of {batch_size} cannot hold all "
+                     f"{len(weights)} tasks of config.data.mixture; raise config.train.batch_size")
+  total = float(sum(weights))
+  beyond_one = [max(w / total * batch_size - 1, 0.0) for w in weights]
+  free = batch_size - len(weights)
+  if sum(beyond_one) == 0:
+    beyond_one = [1.0] * len(weights)
+  quotas = [free * b / sum(beyond_one) for b in beyond_one]
+  counts = [1 + math.floor(q) for q in quotas]
+  by_remainder = sorted(range(len(weights)), key=lambda t: (math.floor(quotas[t]) - quotas[t], t))
+  for t in by_remainder[:batch_size - sum(counts)]:
+    counts[t] += 1
+  return counts
+
+
+class EveryTaskMix(grain.MapDataset):
+  """The tasks' streams mixed so that every run of `batch_size` examples (a global batch: each
+  process's shard of it is a slice of the run) holds `every_task_counts` of each task, in an
+  order shuffled per batch. Example i of batch g that is task t's k-th in it is that stream's
+  element g * counts[t] + k, so any position is computed directly and resume stays exact."""
+
+  def __init__(self, streams: Sequence[grain.MapDataset], weights: Sequence[float], batch_size: int,
+               seed: int):
+    super().__init__(list(streams))
+    self.counts = every_task_counts(weights, batch_size)
+    self.batch_size, self.seed = batch_size, seed
+    self.layout = np.repeat(np.arange(len(self.counts)), self.counts)
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __str__(self) -> str:
+    return f"EveryTaskMix[{len(self._parents)} tasks, counts {self.counts}]"
+
+  def task_order(self, batch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, batch]).permutation(self.layout)
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, position = divmod(int(index), self.batch_size)
+    order = self.task_order(batch)
+    task = int(order[position])
+    k = int(np.count_nonzero(order[:position] == task))
+    return self._parents[task][batch * self.counts[task] + k]
+
+
 def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Preprocessor, *,
                   batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
-                  num_workers: int = 0, packing: Packing | None = None) -> grain.IterDataset:
+                  num_workers: int = 0, packing: Packing | None = None,
+                  every_task_per_batch: bool = False,
+                  augmentation: augment.Augmentation | None = None) -> grain.IterDataset:
   """The infinite training stream of this process: batches of `batch_size // process_count`
-  rows, each one example or, with `packing`, several."""
+  rows, each one example or, with `packing`, several. `every_task_per_batch` puts every task of
+  the mixture in every global batch (the paper's constraint); `augmentation` augments the images
+  of the tasks it names."""
   if batch_size % process_count:
     raise ValueError(f"config.train.batch_size {batch_size} is not divisible by the "
                      f"{process_count} processes")
+  if every_task_per_batch and packing is not None:
+    raise ValueError("config.data.every_task_per_batch needs config.data.packing.enabled=False: a "
+                     "packed batch holds a varying number of examples, so no fixed run of the "
+                     "stream is one batch")
   local_batch = batch_size // process_count
   names = sorted(mixture)
   streams = []
   for i, name in enumerate(names):
     source = TaskSource(tasks_lib.get(name), "train", data_dir, seed)
     streams.append(grain.MapDataset.source(source).seed(seed + i).shuffle().repeat())
-  mixed = grain.MapDataset.mix(streams, [mixture[n] for n in names])
+  weights = [mixture[n] for n in names]
+  if every_task_per_batch:
+    mixed = EveryTaskMix(streams, weights, batch_size, seed)
+  else:
+    mixed = grain.MapDataset.mix(streams, weights)
+  if augmentation is not None:
+    mixed = mixed.map_with_index(augmentation)  # the position in the whole stream seeds it
   shard = mixed.slice(slice(process_index, None, process_count))
   ds = shard.map(preprocessor).to_iter_dataset()
   if packing is not None:

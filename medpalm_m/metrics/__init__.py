@@ -5,8 +5,8 @@ reports; :func:`baseline` gives the trivial-predictor value of the same metrics 
 result can be read against a floor. :data:`METRICS` is the registry both use.
 
 One module per metric family, each stating the choices the paper leaves open (and why):
-`choice` (multiple-choice answer parsing), `classification` (accuracy, macro-F1, macro-AUC),
-`text` (BLEU, ROUGE-L, CIDEr-D, token F1), `genomics` (SNP-F1, Indel-F1), `clinical` (CheXbert
+`choice` (multiple-choice answer parsing), `classification` (accuracy, macro-F1, positive-class F1, macro-AUC),
+`text` (BLEU, ROUGE-L, CIDEr-D, token F1), `genomics` (SNP-F1, Indel-F1, per candidate and against a truth set), `clinical` (CheXbert
 F1, F1-RadGraph; they need local weights) and `registry` (:data:`METRICS`, :func:`score`,
 :func:`baseline`). The names below are the package's public API.
 """
@@ -14,11 +14,11 @@ F1, F1-RadGraph; they need local weights) and `registry` (:data:`METRICS`, :func
 from __future__ import annotations
 
 from medpalm_m.metrics.choice import parse_choice
-from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choice_accuracy
+from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choice_accuracy, positive_f1
 from medpalm_m.metrics.clinical import (CHEXBERT_5_CONDITIONS, CHEXBERT_CONDITIONS, ScorerUnavailable,
                                         chexbert_f1, chexbert_f1_from_labels, f1_radgraph,
                                         radgraph_f1_from_annotations)
-from medpalm_m.metrics.genomics import genotype_f1
+from medpalm_m.metrics.genomics import called_alleles, genotype_f1, truth_set_f1, vcf_alleles
 from medpalm_m.metrics.registry import METRICS, MetricSpec, baseline, score
 from medpalm_m.metrics.text import bleu, cider_d, rouge_l, token_f1
 
@@ -30,6 +30,7 @@ __all__ = [
     "ScorerUnavailable",
     "baseline",
     "bleu",
+    "called_alleles",
     "chexbert_f1",
     "chexbert_f1_from_labels",
     "cider_d",
@@ -39,8 +40,11 @@ __all__ = [
     "macro_f1",
     "multiple_choice_accuracy",
     "parse_choice",
+    "positive_f1",
     "radgraph_f1_from_annotations",
     "rouge_l",
     "score",
     "token_f1",
+    "truth_set_f1",
+    "vcf_alleles",
 ]

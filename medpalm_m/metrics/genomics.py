@@ -1,13 +1,26 @@
-"""SNP-F1 / Indel-F1: genotype-aware F1 over the candidates of one variant type (percent)."""
+"""SNP-F1 / Indel-F1 (percent): per candidate, and against a truth set as hap.py counts them.
+
+`genotype_f1` scores the model's genotype of each candidate it was shown: a true variant for
+which no candidate was made never counts. `truth_set_f1` compares called variants with a truth
+VCF, hap.py's view: such a variant is a false negative. The evaluation's snp_f1 / indel_f1 are
+the per-candidate figures; the truth-set figures go beside them where the truth VCF is at hand.
+"""
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+import os
+import re
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+import pysam
 
+from medpalm_m.data.genomics.labels import normalized_allele
 from medpalm_m.data.prompts import GENOTYPES
 from medpalm_m.metrics.choice import parse_predictions, parse_targets
+
+# (contig, 0-based position, ref, alt) in minimal representation -> copies of the alt (1 or 2).
+Alleles = dict[tuple[str, int, str, str], int]
 
 
 GENOTYPE_OPTIONS = GENOTYPES  # option i is genotype i: i copies of the alt allele
@@ -53,3 +66,73 @@ def genotype_f1(
   fn = int(np.sum((t > 0) & (p != t)))
   denom = 2 * tp + fp + fn
   return 100.0 * 2 * tp / denom if denom else float("nan")
+
+
+def vcf_alleles(path: str | os.PathLike, sample: str | None = None,
+                region: tuple[str, int, int] | None = None) -> Alleles:
+  """The variant alleles of one sample of a VCF, each with its copies in the genotype; alleles
+  with 0 copies (hom-ref, filtered-out genotypes) are left out. `region` is (contig, 0-based
+  start, end exclusive), e.g. the paper's chr20 test interval."""
+  alleles: Alleles = {}
+  with pysam.VariantFile(os.fspath(path)) as vcf:
+    records = vcf.fetch(*region) if region is not None else vcf
+    for record in records:
+      if region is not None and not region[1] <= record.start < region[2]:
+        continue
+      name = sample if sample is not None else next(iter(record.samples), None)
+      if name is None:
+        raise ValueError(f"{path}: no sample to take a genotype from")
+      genotype = [a for a in (record.samples[name]["GT"] or ()) if a is not None and a > 0]
+      for allele in set(genotype):
+        pos, ref, alt = normalized_allele(record.start, record.ref, record.alts[allele - 1])
+        alleles[(record.contig, pos, ref, alt)] = genotype.count(allele)
+  return alleles
+
+
+_LOCUS = re.compile(r"^(\S+):(\d+) ([ACGTN]+)>([ACGTN*]+)$", re.IGNORECASE)
+
+
+def called_alleles(loci: Iterable[str], predictions: Sequence[str],
+                   options: Sequence[str] | None = None) -> Alleles:
+  """The model's calls as alleles: each candidate's locus ("chr20:3000123 A>G", 1-based, as the
+  PrecisionFDA builder stores it) with its predicted copies; 0 copies and unparseable answers
+  are no call."""
+  genotypes = parse_predictions(predictions, GENOTYPE_OPTIONS if options is None else options)
+  calls: Alleles = {}
+  for locus, copies in zip(loci, genotypes):
+    match = _LOCUS.match(locus.strip())
+    if match is None:
+      raise ValueError(f"locus {locus!r} is not 'CONTIG:POS REF>ALT'")
+    if copies > 0:
+      pos, ref, alt = normalized_allele(int(match.group(2)) - 1, match.group(3), match.group(4))
+      calls[(match.group(1), pos, ref, alt)] = int(copies)
+  return calls
+
+
+def truth_set_f1(truth: Mapping[tuple[str, int, str, str], int],
+                 calls: Mapping[tuple[str, int, str, str], int]) -> dict[str, float]:
+  """Genotype-matched F1 of calls against a truth set, per variant type, in percent (hap.py's
+  genotype-level comparison of two VCFs, without its haplotype-aware matching of differently
+  represented complex variants; alleles are compared in minimal representation).
+
+  * TP: an allele in both with the same copies;
+  * FN: a truth allele not called, or called with other copies (a truth variant for which no
+    candidate was ever made is one);
+  * FP: a called allele not in the truth, or with other copies.
+
+  SNP: ref and alt one base each; everything else is an indel. Returns snp_f1, indel_f1 (NaN
+  where a type has no variant on either side) and each type's tp / fp / fn counts.
+  """
+  counts = {t: {"tp": 0, "fp": 0, "fn": 0} for t in ("snp", "indel")}
+  kind = lambda allele: "snp" if len(allele[2]) == 1 and len(allele[3]) == 1 else "indel"
+  for allele, copies in truth.items():
+    counts[kind(allele)]["tp" if calls.get(allele) == copies else "fn"] += 1
+  for allele, copies in calls.items():
+    if truth.get(allele) != copies:
+      counts[kind(allele)]["fp"] += 1
+  out: dict[str, float] = {}
+  for t, c in counts.items():
+    denom = 2 * c["tp"] + c["fp"] + c["fn"]
+    out[f"{t}_f1"] = 100.0 * 2 * c["tp"] / denom if denom else float("nan")
+    out.update({f"{t}_{k}": float(v) for k, v in c.items()})
+  return out

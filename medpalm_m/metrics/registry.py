@@ -10,7 +10,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from medpalm_m.metrics.choice import normalize_choice, parse_targets
-from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choice_accuracy
+from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choice_accuracy, positive_f1
 from medpalm_m.metrics.clinical import ScorerUnavailable, chexbert_f1, f1_radgraph
 from medpalm_m.metrics.genomics import GENOTYPE_OPTIONS, genotype_f1
 from medpalm_m.metrics.text import bleu, cider_d, rouge_l, token_f1
@@ -73,6 +73,9 @@ METRICS: dict[str, MetricSpec] = {
               "parsed-choice accuracy (normalised exact match without options)"),
         _spec("macro_f1", "classification", lambda x: macro_f1(x.predictions, x.targets, x.options),
               "mean per-class F1 over the option list", needs=("options",)),
+        _spec("positive_f1", "classification", lambda x: positive_f1(x.predictions, x.targets, x.options),
+              "F1 of the positive (last) option; per condition, the paper's MIMIC-CXR macro-F1",
+              needs=("options",)),
         _spec("macro_auc", "classification", lambda x: macro_auc(x.targets, x.option_probs, x.options),
               "mean one-vs-rest AUC of option scores", needs=("options", "option_probs")),
         _spec("bleu1", "generation", lambda x: bleu(x.predictions, x.targets, 1), "corpus BLEU-1"),
@@ -164,7 +167,7 @@ def baseline(
 ) -> dict[str, float | str]:
   """Score of a trivial constant predictor on the same set, per metric.
 
-  * classification (accuracy, macro_f1, macro_auc): always answer the most frequent
+  * classification (accuracy, macro_f1, positive_f1, macro_auc): always answer the most frequent
     target option; macro_auc scores the constant uniform probabilities, i.e. 50 (NaN if
     only one class is present). Without ``options``, accuracy uses the most frequent
     normalised target string.

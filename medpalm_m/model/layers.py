@@ -71,11 +71,16 @@ def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Axes, *, stddev: float | N
 
 
 class LayerNorm(nnx.Module):
-  """LayerNorm; PaLM drops the bias (`use_bias=False`), the ViT keeps it."""
+  """LayerNorm; PaLM and ViT-22B drop the bias (`use_bias=False`), the standard ViT keeps it.
 
-  def __init__(self, dim: int, *, use_bias: bool, rngs: nnx.Rngs, eps: float = 1e-6):
-    self.scale = param(rngs, (dim,), ("embed",), value=1.0)
-    self.bias = param(rngs, (dim,), ("embed",), value=0.0) if use_bias else None
+  `axis` names the normalised dimension: 'embed' for the residual stream, 'head_dim' for
+  ViT-22B's query/key norms.
+  """
+
+  def __init__(self, dim: int, *, use_bias: bool, rngs: nnx.Rngs, eps: float = 1e-6,
+               axis: str = "embed"):
+    self.scale = param(rngs, (dim,), (axis,), value=1.0)
+    self.bias = param(rngs, (dim,), (axis,), value=0.0) if use_bias else None
     self.eps = eps
 
   def __call__(self, x: jax.Array) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 
 from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import flops
-from medpalm_m.data import mixtures, pipeline, preprocess
+from medpalm_m.data import augment, mixtures, pipeline, preprocess
 from medpalm_m.runtime import any_process, prepare_data, say, write_config
 from medpalm_m.trainer.state import Trainer
 
@@ -77,7 +77,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   dataset = pipeline.train_dataset(
       mixture, data_dir, preprocessor, batch_size=cfg.train.batch_size, seed=cfg.seed,
       process_index=trainer.data_shard[0], process_count=trainer.data_shard[1],
-      num_workers=cfg.data.num_workers, packing=packing)
+      num_workers=cfg.data.num_workers, packing=packing,
+      every_task_per_batch=cfg.data.every_task_per_batch,
+      augmentation=augment.Augmentation.from_config(cfg.data.augmentation, cfg.seed))
   data_iterator = iter(dataset)
 
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),

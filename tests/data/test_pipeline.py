@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medpalm_m.data import images, mixtures, pipeline, preprocess, tasks
+from medpalm_m.data import augment, images, mixtures, pipeline, preprocess, tasks
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.data.synthetic import base, tokenizer_path
 
@@ -30,22 +30,30 @@ def test_mixture_draws_match_the_weights(synthetic_data_dir):
     assert abs(counts[task] / 10_000 - weight) < 0.015, counts
 
 
-@pytest.mark.parametrize("packing", [None, PACKING], ids=["unpacked", "packed"])
-def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir, packing):
-  pre = make_preprocessor(synthetic_data_dir, list(MIX))
-  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
-                                             packing=packing))
+def assert_resumes_exactly(make, skip: int) -> None:
+  """An iterator from `make()` is read `skip` batches, its state taken and the iterator dropped (a
+  kill); a new one restored from that state alone, as the trainer does from a checkpoint, gives
+  the same next 3 batches."""
   it = make()
-  for _ in range(3):
+  for _ in range(skip):
     next(it)
   state = it.get_state()
   expected = [next(it) for _ in range(3)]
+  del it
   resumed = make()
   resumed.set_state(state)
   for want in expected:
     got = next(resumed)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+@pytest.mark.parametrize("packing", [None, PACKING], ids=["unpacked", "packed"])
+def test_restored_iterator_continues_with_exactly_the_same_batches(synthetic_data_dir, packing):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
+                                             packing=packing))
+  assert_resumes_exactly(make, skip=3)
   # Same seed, fresh iterator: the same stream; another seed: a different one.
   again = next(make())
   other = next(iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=4,
@@ -238,3 +246,99 @@ def test_ids_past_the_tokenizer_decode_as_unknown(synthetic_data_dir):
   tokenizer = tok.Tokenizer(tokenizer_path(synthetic_data_dir))
   ids = tokenizer.encode("no effusion")
   assert tokenizer.decode(ids + [tokenizer.vocab_size + 7]) == tokenizer.decode(ids + [tok.UNK_ID]) != tokenizer.decode(ids)
+
+
+# A dominant task and three rare ones: drawn per example, batches of 8 often miss a rare task.
+EVERY_MIX = {"synthetic_mimic_cxr_report": 0.85, "synthetic_pad_ufes_20": 0.1, "synthetic_vqa_rad": 0.04,
+             "synthetic_medqa": 0.01}
+AUGMENTED = {"synthetic_pad_ufes_20": list(augment.PAD_UFES_20_OPS),
+             "synthetic_mimic_cxr_report": list(augment.MAMMOGRAPHY_OPS)}
+
+
+def augmentation(ops=AUGMENTED, seed=0):
+  return augment.Augmentation.from_config({"ops": ops, "num_ops": 2, "magnitude": 9.0}, seed)
+
+
+def test_every_task_counts_keep_the_weights_and_give_each_task_one():
+  assert pipeline.every_task_counts([0.85, 0.1, 0.04, 0.01], 8) == [5, 1, 1, 1]
+  assert pipeline.every_task_counts([1, 1, 1], 3) == [1, 1, 1]
+  from configs.mixtures import multimedbench
+  weights = list(multimedbench.MIXTURE.values())
+  counts = pipeline.every_task_counts(weights, 128)
+  assert sum(counts) == 128 and min(counts) == 1
+  total = sum(weights)
+  for w, n in zip(weights, counts):
+    assert abs(n - max(w / total * 128, 1)) <= 1, (w, n)
+  with pytest.raises(ValueError, match="a batch of 3 cannot hold all 4 tasks"):
+    pipeline.every_task_counts([1, 1, 1, 1], 3)
+
+
+def test_every_task_option_puts_all_four_tasks_in_each_of_50_batches(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(EVERY_MIX))
+  def tasks_per_batch(every_task):
+    it = iter(pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                     every_task_per_batch=every_task))
+    return [set(next(it)["task_id"].tolist()) for _ in range(50)]
+  assert all(found == {0, 1, 2, 3} for found in tasks_per_batch(True))
+  assert any(found != {0, 1, 2, 3} for found in tasks_per_batch(False)), "the check can fail"
+  with pytest.raises(ValueError, match="every_task_per_batch needs config.data.packing.enabled=False"):
+    pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=0,
+                           every_task_per_batch=True, packing=PACKING)
+
+
+def test_every_task_shards_are_slices_of_the_global_batches(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(EVERY_MIX))
+  def rows(index, count):
+    it = iter(pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                     process_index=index, process_count=count, every_task_per_batch=True))
+    return [tuple(row) for _ in range(3) for row in next(it)["tokens"]]
+  whole = rows(0, 1)
+  assert rows(0, 2) == whole[0::2][:12] and rows(1, 2) == whole[1::2][:12]
+
+
+def test_resume_with_every_task_and_augmentation_is_exact(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(EVERY_MIX))
+  make = lambda: iter(pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=3,
+                                             every_task_per_batch=True, augmentation=augmentation(seed=3)))
+  assert_resumes_exactly(make, skip=4)
+
+
+def test_augmentation_changes_training_images_of_its_tasks_only_and_never_evaluation(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(EVERY_MIX))
+  ids = pipeline.task_ids(list(EVERY_MIX))
+  stream = lambda aug: iter(pipeline.train_dataset(EVERY_MIX, synthetic_data_dir, pre, batch_size=8, seed=0,
+                                                   every_task_per_batch=True, augmentation=aug))
+  plain, augmented = stream(None), stream(augmentation())
+  changed = {name: 0 for name in EVERY_MIX}
+  for _ in range(5):
+    a, b = next(plain), next(augmented)
+    np.testing.assert_array_equal(a["tokens"], b["tokens"])  # the same examples, in the same order
+    for row, task_id in enumerate(a["task_id"]):
+      name = next(n for n, i in ids.items() if i == task_id)
+      changed[name] += int(not np.array_equal(a["images"][row], b["images"][row]))
+  assert changed["synthetic_pad_ufes_20"] == 5 and changed["synthetic_mimic_cxr_report"] >= 20
+  assert changed["synthetic_vqa_rad"] == 0 and changed["synthetic_medqa"] == 0
+  # Evaluation reads the stored images as they are, on the test split and the train split alike.
+  task = tasks.get("synthetic_pad_ufes_20")
+  for split in ("test", "train"):
+    source = pipeline.TaskSource(task, split, synthetic_data_dir)
+    for i, example in enumerate(pipeline.eval_examples(task, synthetic_data_dir, split, max_examples=4)):
+      np.testing.assert_array_equal(example["images"][0], source[i]["images"][0])
+
+
+def test_augmentation_is_a_function_of_seed_and_position():
+  image = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+  example = {"task": "synthetic_pad_ufes_20", "images": [image]}
+  aug = augmentation()
+  first = aug(7, example)["images"][0]
+  assert first.shape == image.shape and first.dtype == np.uint8
+  np.testing.assert_array_equal(aug(7, example)["images"][0], first)
+  assert not np.array_equal(aug(8, example)["images"][0], first)
+  assert not np.array_equal(augmentation(seed=1)(7, example)["images"][0], first)
+  gray = {"task": "synthetic_mimic_cxr_report", "images": [image[..., :1]]}
+  assert aug(7, gray)["images"][0].shape == (40, 30, 1)
+  with pytest.raises(ValueError, match=r"ops\['synthetic_pad_ufes_20'\] has unknown operation\(s\) \['blur'\]"):
+    augmentation({"synthetic_pad_ufes_20": ["blur"]})
+  with pytest.raises(ValueError, match=r"names unknown task\(s\) \['pad_ufes'\]"):
+    augmentation({"pad_ufes": ["rotate"]})
+  assert augmentation({}) is None

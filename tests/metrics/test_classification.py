@@ -1,13 +1,16 @@
-"""Hand-computed accuracy, macro-F1 and macro-AUC (medpalm_m.metrics.classification)."""
+"""Hand-computed accuracy, macro-F1, positive-class F1 and macro-AUC (medpalm_m.metrics.classification)."""
 
 from __future__ import annotations
 
 import math
 
+import ml_collections
 import numpy as np
 import pytest
 
 from medpalm_m import metrics as M
+from medpalm_m.data import tasks
+from medpalm_m.evaluation import scoring
 from tests.metrics.examples import SKIN, YES_NO
 
 
@@ -71,3 +74,34 @@ def test_macro_auc_shape_checked():
 def test_target_outside_options_is_an_error():
   with pytest.raises(ValueError, match="accuracy: target 'Perhaps'"):
     M.score(["accuracy"], ["Yes"], ["Perhaps"], options=YES_NO)
+
+
+def test_positive_f1_of_always_no_is_zero_where_macro_f1_is_not():
+  # 25% prevalence: "No" always has no true positive, so the positive class's F1 is 0, while the
+  # mean over both answers would credit it with No's F1 (2 * 0.75 / 1.75 = 85.7) / 2 = 42.9.
+  targets = ["Yes"] + ["No"] * 3
+  always_no = ["No"] * 4
+  out = M.score(["positive_f1", "macro_f1"], always_no, targets, options=["No", "Yes"])
+  assert out["positive_f1"] == 0.0
+  assert out["macro_f1"] == pytest.approx(100 * 3 / 7)
+  assert M.baseline(["positive_f1"], targets, options=["No", "Yes"])["positive_f1"] == 0.0
+
+
+def test_positive_f1_averaged_over_three_conditions_by_hand():
+  # Each condition scores the F1 of "Yes"; the task's value is their unweighted mean.
+  # edema:    targets Y Y N N, predictions Y N Y N     -> TP1 FP1 FN1 -> F1 1/2
+  # effusion: targets Y N N,   predictions Y Y "(B)"   -> "(B)" is Yes: TP1 FP2 FN0 -> F1 1/2
+  # nodule:   targets Y Y Y,   predictions Y Y "maybe" -> TP2 FN1 (unparseable misses) -> 4/5
+  # mean = (1/2 + 1/2 + 4/5) / 3 = 0.6
+  conditions = ["edema"] * 4 + ["effusion"] * 3 + ["nodule"] * 3
+  targets = ["Yes", "Yes", "No", "No", "Yes", "No", "No", "Yes", "Yes", "Yes"]
+  predictions = ["Yes", "No", "Yes", "No", "Yes", "Yes", "(B)", "Yes", "Yes", "maybe"]
+  task = tasks.Task(name="three_conditions", builder=object, formatter=lambda r, e: {},
+                    metrics=("positive_f1",), options=("No", "Yes"))
+  cfg = ml_collections.ConfigDict({"eval": {"scorer_paths": {}}})
+  examples = [{"condition": c} for c in conditions]
+  result = scoring.score_grouped(task, examples, predictions, targets, None, cfg)
+  assert result["positive_f1"] == pytest.approx(100 * 0.6)
+  # The constant baseline answers each condition's majority: "No" scores 0 on edema (a tie that
+  # "Yes" wins: 2/3) and effusion, "Yes" on nodule scores 1 -> (2/3 + 0 + 1) / 3.
+  assert result["baseline"]["positive_f1"] == pytest.approx(100 * 5 / 9)

@@ -24,3 +24,41 @@ def test_genotype_f1_perfect_and_no_variants():
   assert math.isnan(M.genotype_f1(["0"], ["0"], ["indel"], "indel"))
   with pytest.raises(ValueError, match="snp' or 'indel"):
     M.genotype_f1(["0"], ["0"], ["sv"], "snp")
+
+
+_VCF_HEADER = """##fileformat=VCFv4.2
+##contig=<ID=chr20,length=10000>
+##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
+#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tHG002
+"""
+
+
+def _vcf(path, rows):
+  path.write_text(_VCF_HEADER + "".join(f"chr20\t{pos}\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t{gt}\n"
+                                        for pos, ref, alt, gt in rows))
+  return str(path)
+
+
+def test_truth_set_f1_counts_a_variant_without_a_candidate_as_missed(tmp_path):
+  truth = _vcf(tmp_path / "truth.vcf", [
+      (100, "A", "G", "0/1"), (200, "C", "T", "1/1"), (300, "AT", "A", "0/1"), (400, "G", "GA", "1/1"),
+      (500, "T", "C", "0/1"),  # no candidate was ever made here
+      (600, "C", "G", "0/0")])  # hom-ref: not a variant
+  query = _vcf(tmp_path / "calls.vcf", [
+      (100, "A", "G", "0/1"),  # TP
+      (200, "C", "T", "0/1"),  # wrong genotype: FP and FN
+      (300, "ATT", "AT", "0/1"),  # the truth's AT>A in another representation: TP
+      (700, "A", "C", "0/1")])  # not in the truth: FP;  400 (indel) not called: FN
+  out = M.truth_set_f1(M.vcf_alleles(truth), M.vcf_alleles(query))
+  # SNP: TP 1 (100), FP 2 (200, 700), FN 2 (200, 500) -> 2 / (2 + 2 + 2) = 1/3.
+  # Indel: TP 1 (300), FP 0, FN 1 (400) -> 2 / 3.
+  assert out["snp_f1"] == pytest.approx(100 / 3) and out["indel_f1"] == pytest.approx(200 / 3)
+  assert (out["snp_tp"], out["snp_fp"], out["snp_fn"]) == (1, 2, 2)
+  # The same calls from the model's answers on its candidates (the missed 500 has none) ...
+  loci = ["chr20:100 A>G", "chr20:200 C>T", "chr20:300 AT>A", "chr20:400 G>GA", "chr20:700 A>C"]
+  answers = ["1", "(B) 1", "1.", "0", "1"]
+  assert M.truth_set_f1(M.vcf_alleles(truth), M.called_alleles(loci, answers)) == out
+  # ... whose per-candidate figure, kept beside it, never sees the missed variant:
+  # SNP candidates 100 (1,1) TP, 200 (2,1) FP+FN, 700 (0,1) FP -> 2 / (2 + 2 + 1) = 40.
+  per_candidate = M.genotype_f1(answers, ["1", "2", "1", "2", "0"], ["snp", "snp", "indel", "indel", "snp"], "snp")
+  assert per_candidate == pytest.approx(40.0)

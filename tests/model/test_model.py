@@ -229,3 +229,52 @@ def test_tiny_model_overfits_a_fixed_multimodal_batch():
   losses = [float(step(model, optimizer, batch)) for _ in range(150)]
   assert losses[0] > 5.0
   assert losses[-1] < 0.05, losses[-10:]
+
+
+def _layer_norm(x, scale, bias=None, eps=1e-6):
+  mean = x.mean(-1, keepdims=True)
+  y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps) * scale
+  return y if bias is None else y + bias
+
+
+def _gelu_tanh(x):
+  return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def test_vit_22b_block_is_the_parallel_block_with_qk_norm_and_no_qkv_or_norm_biases():
+  # ViT-22B (Dehghani et al. 2023): y = LN(x); x + attn(y) + mlp(y); LayerNorm on q and k per
+  # head; no bias on QKV or in any LayerNorm, the MLP keeps its biases. Written out in numpy
+  # from the paper, with random (not initial) parameters so every term counts.
+  from medpalm_m.model.vit import ViTBlock, ViTConfig
+  cfg = ViTConfig(image_size=16, patch_size=8, width=8, depth=1, num_heads=2, mlp_dim=16,
+                  block="parallel", qk_norm=True, qkv_bias=False, norm_bias=False)
+  block = ViTBlock(cfg, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  state = nnx.state(block, nnx.Param)
+  state = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), state)
+  nnx.update(block, state)
+  names = {jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]}
+  assert not any("qkv_bias" in n or "out_bias" in n or "norm2" in n or "/bias" in n.replace("'", "/")
+                 for n in names if "mlp" not in n), names
+  p = lambda module: np.asarray(module.value)
+  x = rng.normal(size=(2, 4, 8)).astype(np.float32)
+
+  y = _layer_norm(x, p(block.norm1.scale))
+  qkv = np.einsum("bnd,dchk->cbnhk", y, p(block.qkv))
+  q = _layer_norm(qkv[0], p(block.query_norm.scale))
+  k = _layer_norm(qkv[1], p(block.key_norm.scale))
+  logits = np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(4)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  attn = np.einsum("bhqs,bshk,hkd->bqd", weights, qkv[2], p(block.out))
+  mlp = _gelu_tanh(y @ p(block.mlp_in) + p(block.mlp_in_bias)) @ p(block.mlp_out) + p(block.mlp_out_bias)
+  np.testing.assert_allclose(np.asarray(block(jnp.asarray(x))), x + attn + mlp, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("fields", [dict(), dict(block="parallel", qk_norm=True, qkv_bias=False, norm_bias=False),
+                                    dict(qk_norm=True), dict(block="parallel")])
+def test_vit_num_params_counts_every_variant(fields):
+  from medpalm_m.model.vit import ViT, ViTConfig
+  cfg = ViTConfig(image_size=16, patch_size=8, width=8, depth=2, num_heads=2, mlp_dim=16, **fields)
+  vit = ViT(cfg, rngs=nnx.Rngs(0))
+  assert sum(x.size for x in jax.tree.leaves(nnx.state(vit, nnx.Param))) == cfg.num_params()

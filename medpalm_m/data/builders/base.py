@@ -48,6 +48,10 @@ RECORD_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError)
 _MAX_REASONS_KEPT = 100
 
 
+# How a user asks to skip malformed records, from each command that builds.
+SKIP_FLAGS = "--config.data.skip_malformed=True for medpalm_m.train / evaluate, --skip_malformed for medpalm_m.data build"
+
+
 class ManualDataError(FileNotFoundError):
   """The manual directory is missing, incomplete, or yields no records for a split."""
 
@@ -99,6 +103,11 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def generate_splits(self, manual_dir: str) -> Mapping[str, Iterable[KeyedRecord]]:
     """split name -> (unique key, record) pairs; lazily generated (records are read once)."""
     raise NotImplementedError
+
+  def empty_split_hint(self, split: str) -> str:
+    """What to check when `split` comes out with no records; a builder whose options select
+    records (a sampled fraction) names them."""
+    return f"check that the files are complete:\n{self.instructions()}"
 
   # Where the data is --------------------------------------------------------------------------
   @classmethod
@@ -275,8 +284,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       yield key, record
     if count == 0:
       raise ManualDataError(f"{self.name}: split {split!r} has no records in {self.manual_dir} "
-                            f"({len(self.malformed_records)} malformed records skipped); check "
-                            f"that the files are complete:\n{self.instructions()}")
+                            f"({len(self.malformed_records)} malformed records skipped); "
+                            f"{self.empty_split_hint(split)}")
     # Written into metadata.json with the dataset, so the count outlives this process.
     self.info.metadata["malformed_skipped"] = len(self.malformed_records)
     self.info.metadata["malformed_examples"] = [str(e) for e in self.malformed_records[:_MAX_REASONS_KEPT]]

@@ -39,8 +39,8 @@ def keep_present(builder: base.ManualBuilder, references: Sequence[Reference]) -
     raise base.ManualDataError(
         f"{builder.name}: {len(missing)} of {len(references)} files named in the index are missing "
         f"from {builder.manual_dir}:\n{shown}{more}\nThe download is incomplete: obtain the dataset "
-        f"from {builder.HOMEPAGE} ({builder.OBTAIN}) and unpack it with the layout above, or pass "
-        "skip_malformed=True to build from the records whose files are present.")
+        f"from {builder.HOMEPAGE} ({builder.OBTAIN}) and unpack it with the layout above, or build "
+        f"from the records whose files are present ({base.SKIP_FLAGS}).")
   for reference in missing:
     builder.malformed(reference.index_path, reference.line, f"file {reference.path} is missing")
   return present

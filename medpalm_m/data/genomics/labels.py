@@ -15,7 +15,7 @@ from medpalm_m.data.genomics.candidates import Candidate
 NUM_CLASSES = 3  # genotypes 0, 1, 2: copies of the alternate allele
 
 
-def _normalized(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+def normalized_allele(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
   """Minimal VCF representation, so 'ATT>AT' in a truth set matches the candidate 'AT>A'."""
   ref, alt = ref.upper(), alt.upper()
   while len(ref) > 1 and len(alt) > 1 and ref[-1] == alt[-1]:
@@ -36,7 +36,7 @@ def genotype_from_vcf(
   truth record still labels each single-alt candidate. `sample` defaults to
   the first sample in the file.
   """
-  wanted = _normalized(candidate.pos, candidate.ref, candidate.alt)
+  wanted = normalized_allele(candidate.pos, candidate.ref, candidate.alt)
   opened = not isinstance(vcf, pysam.VariantFile)
   variants = pysam.VariantFile(os.fspath(vcf)) if opened else vcf
   try:
@@ -64,7 +64,7 @@ def genotype_from_vcf(
           for allele in genotype
           if allele is not None
           and allele > 0
-          and _normalized(record.start, record.ref, alts[allele - 1]) == wanted
+          and normalized_allele(record.start, record.ref, alts[allele - 1]) == wanted
       )
       copies = max(copies, matching)
     return copies

@@ -136,10 +136,9 @@ def write_precision_fda(root: Path, sites=SITES, reads_per_site: int = READS_PER
   return root
 
 
-class AllTrainChunks(precision_fda.PrecisionFda, skip_registration=True):
-  """The fixture's chr1 is one chunk; the paper's 4% would most likely leave train empty."""
-  name = "precision_fda"  # prepared where the precision_fda task reads
-  TRAIN_FRACTION = 1.0
+def all_train_chunks(**kwargs) -> precision_fda.PrecisionFda:
+  """The fixture's chr1 is one chunk, which the paper's 4% does not draw (see the test below)."""
+  return precision_fda.PrecisionFda(train_fraction=1.0, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,7 @@ def download(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(download, tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("pfda_tfds")
-  builder = AllTrainChunks(data_dir=str(data_dir), manual_dir=str(download))
+  builder = all_train_chunks(data_dir=str(data_dir), manual_dir=str(download))
   builder.download_and_prepare()
   return data_dir, builder
 
@@ -238,18 +237,27 @@ def test_missing_directory_lists_every_file_kind(tmp_path):
 def test_incomplete_directory_lists_the_missing_index(download, tmp_path):
   manual = linked_copy(download, tmp_path / "manual", skip=(VCF + ".gz.tbi",))
   with pytest.raises(base.ManualDataError, match=r"is incomplete\. Missing:\n  - \*\.vcf\.gz\.tbi or"):
-    AllTrainChunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
+    all_train_chunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
 
 
 def test_two_bams_are_refused(download, tmp_path):
   manual = linked_copy(download, tmp_path / "manual")
   os.symlink(download / BAM, manual / "other.bam")
   with pytest.raises(base.ManualDataError, match=r"exactly one BAM .* found 2"):
-    AllTrainChunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
+    all_train_chunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
 
 
 def test_malformed_bed_line_names_file_and_line(download, tmp_path):
   manual = linked_copy(download, tmp_path / "manual", skip=(BED,))
   (manual / BED).write_text("chr1\t0\t250\nchr1\t350\tthree thousand\n")
   with pytest.raises(base.MalformedRecordError, match=rf"{BED}:2: expected 'contig start end'"):
-    AllTrainChunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
+    all_train_chunks(data_dir=str(tmp_path), manual_dir=str(manual)).download_and_prepare()
+
+
+def test_an_empty_train_split_names_the_training_fraction(download, tmp_path):
+  # chr1's one 10 kb chunk hashes to 0.44, outside the paper's 4%: a complete but small download.
+  with pytest.raises(base.ManualDataError, match=r"split 'train' has no records.*train_fraction=0.04 .*"
+                                            r"train_fraction=1.0"):
+    precision_fda.PrecisionFda(data_dir=str(tmp_path), manual_dir=str(download)).download_and_prepare()
+  with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\], got 0.0"):
+    precision_fda.PrecisionFda(data_dir=str(tmp_path), manual_dir=str(download), train_fraction=0.0)

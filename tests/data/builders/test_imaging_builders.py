@@ -273,7 +273,7 @@ def test_mimic_cxr_classification_labels_conditions_and_upsampling(mimic):
       f"{text(exemplar['condition'])} indicated by the image? (A) No (B) Yes A: {exemplar_answer} "
       "Given the AP view X-ray image <img>. Q: Is cardiomegaly indicated by the image? (A) No (B) Yes A:")
   assert (example["target"], example["label"], example["condition"]) == ("Yes", 1, "cardiomegaly")
-  assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "macro_f1")
+  assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "positive_f1")
 
 
 def test_mimic_cxr_report_sections_from_an_unzipped_tree(tmp_path):
@@ -293,6 +293,8 @@ def test_mimic_cxr_missing_images_are_listed_or_skipped_and_counted(tmp_path):
     build(mimic_cxr.MimicCxrReport, tmp_path / "tfds", manual)
   assert str(missing) in str(error.value) and "1 of 7 files" in str(error.value)
   assert "mimic-cxr-2.0.0-metadata.csv.gz:" in str(error.value)  # the line that names it
+  # The hint names the flags a user types, not the builder's keyword argument.
+  assert "--config.data.skip_malformed=True" in str(error.value) and "--skip_malformed" in str(error.value)
   builder = build(mimic_cxr.MimicCxrReport, tmp_path / "tfds2", manual, skip_malformed=True)
   assert list(records(builder, "test")) == ["b5c5d5e5-aaaa1111-bbbb2222-cccc3333-dddd4444"]
   assert builder.info.metadata["malformed_skipped"] == 1
