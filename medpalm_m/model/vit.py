@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from medpalm_m.model import attention_impl
 from medpalm_m.model.layers import LayerNorm, einsum, param
 
 
@@ -45,8 +46,10 @@ class ViTConfig:
 class ViTBlock(nnx.Module):
   """Pre-norm block: x + attn(LN(x)); x + mlp(LN(x)); biases everywhere, GELU MLP."""
 
-  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
     w, heads = cfg.width, cfg.num_heads
+    self.attention_impl = attention_impl
+    self.interpret_kernels = False  # as Attention's: tests of Pallas kernels on a CPU set it
     if w % heads:
       raise ValueError(f"model.vit.width {w} is not divisible by num_heads {heads}")
     self.num_heads, self.head_dim = heads, w // heads
@@ -68,9 +71,13 @@ class ViTBlock(nnx.Module):
     qkv = einsum("bnd,dchk->cbnhk", h, self.qkv.value.astype(dtype))
     qkv = qkv + self.qkv_bias.value.astype(dtype)[:, None, None]
     q, k, v = qkv[0], qkv[1], qkv[2]
-    logits = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) * self.head_dim**-0.5
-    weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
-    attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
+    if attention_impl.resolve(self.attention_impl) == "xla":  # the ViT's own reference einsums
+      logits = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) * self.head_dim**-0.5
+      weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+      attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
+    else:
+      attended = attention_impl.attend(q, k, v, None, impl=self.attention_impl, logit_scale=self.head_dim**-0.5,
+                                       softcap=None, interpret=self.interpret_kernels)
     attn_out = einsum("bqhk,hkd->bqd", attended, self.out.value.astype(dtype)) + self.out_bias.value.astype(dtype)
     x = x + self.dropout(attn_out)
     h = self.norm2(x)
@@ -81,13 +88,14 @@ class ViTBlock(nnx.Module):
 
 class ViT(nnx.Module):
 
-  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
+    """`attention_impl`: config.model.attention_impl, see `attention_impl.attend`."""
     self.cfg = cfg
     p, w = cfg.patch_size, cfg.width
     self.patch_embed = param(rngs, (p * p * 3, w), ("patch", "embed"))
     self.patch_bias = param(rngs, (w,), ("embed",), value=0.0)
     self.pos_embed = param(rngs, (cfg.num_patches, w), ("patches", "embed"), stddev=0.02)
-    self.blocks = nnx.List([ViTBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
+    self.blocks = nnx.List([ViTBlock(cfg, rngs=rngs, attention_impl=attention_impl) for _ in range(cfg.depth)])
     self.final_norm = LayerNorm(w, use_bias=True, rngs=rngs, eps=cfg.norm_eps)
 
   def __call__(self, images: jax.Array) -> jax.Array:
