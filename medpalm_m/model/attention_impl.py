@@ -2,7 +2,8 @@
 
     xla      the reference: [B, heads, T, S] logits in float32, masked, softmax, weighted sum.
     blocked  pure JAX, an online softmax over blocks of keys (flash attention's recurrence), with
-             a hand-written backward pass that recomputes each block from the saved log-sum-exp:
+             a hand-written backward pass that recomputes each block from the saved row maxima
+             and sums:
              neither pass holds more than one [B, heads, T, block] tile of logits. Any backend.
     cudnn    `jax.nn.dot_product_attention(implementation="cudnn")`: cuDNN flash attention, GPU.
     splash   Pallas splash attention (`jax.experimental.pallas.ops.tpu.splash_attention`), TPU.
@@ -113,9 +114,9 @@ def xla_attention(q, k, v, mask, *, logit_scale: float, softcap: float | None) -
 
 # blocked: online softmax over key blocks -----------------------------------------------------------
 
-def blocked_attention(q, k, v, mask, *, logit_scale: float, softcap: float | None,
-                      block: int = KEY_BLOCK) -> jax.Array:
+def blocked_attention(q, k, v, mask, *, logit_scale: float, softcap: float | None) -> jax.Array:
   batch, length, heads, head_dim = q.shape
+  block = KEY_BLOCK
   keys, kv_heads = k.shape[1], k.shape[2]
   if mask is None:
     mask = jnp.ones((batch, length, keys), bool)
@@ -145,7 +146,11 @@ def _block_logits(q, k, mask, exists, logit_scale, softcap):
 
 
 def _blocked_forward(q, k, v, mask, exists, logit_scale, softcap):
-  """(output [B, T, kv_heads, groups, D] in q's dtype, log-sum-exp [B, kv_heads, groups, T])."""
+  """(output [B, T, kv_heads, groups, D] in q's dtype, (row max, row sum) [B, kv_heads, groups, T]).
+
+  Max and sum stay apart, not folded into one log-sum-exp: a row that sees no key has the max
+  MASK_VALUE, beside which float32 cannot hold log(sum), and its probabilities would come back
+  as 1 instead of 1/keys."""
   batch, length, kv_heads, groups, head_dim = q.shape
 
   def step(carry, blk):
@@ -164,7 +169,7 @@ def _blocked_forward(q, k, v, mask, exists, logit_scale, softcap):
           jnp.zeros(stats, jnp.float32))
   (acc, row_max, row_sum), _ = jax.lax.scan(step, init, (k, v, mask, exists))
   out = (acc / row_sum[..., None]).transpose(0, 3, 1, 2, 4).astype(q.dtype)
-  return out, row_max + jnp.log(row_sum)
+  return out, (row_max, row_sum)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
@@ -173,14 +178,14 @@ def _blocked(q, k, v, mask, exists, logit_scale, softcap):
 
 
 def _blocked_fwd(q, k, v, mask, exists, logit_scale, softcap):
-  out, lse = _blocked_forward(q, k, v, mask, exists, logit_scale, softcap)
-  return out, (q, k, v, mask, exists, out, lse)
+  out, (row_max, row_sum) = _blocked_forward(q, k, v, mask, exists, logit_scale, softcap)
+  return out, (q, k, v, mask, exists, out, row_max, row_sum)
 
 
 def _blocked_bwd(logit_scale, softcap, residuals, grad_out):
   """Flash attention's backward pass: per key block, recompute the probabilities from the saved
-  log-sum-exp and accumulate dq; dk and dv of the block come out whole."""
-  q, k, v, mask, exists, out, lse = residuals
+  row maxima and sums and accumulate dq; dk and dv of the block come out whole."""
+  q, k, v, mask, exists, out, row_max, row_sum = residuals
   grad_out = grad_out.astype(jnp.float32)
   # sum_s p * dp, the softmax's correction term, equals rowsum(dO * O).
   delta = jnp.einsum("btkgh,btkgh->bkgt", grad_out, out.astype(jnp.float32))
@@ -188,7 +193,7 @@ def _blocked_bwd(logit_scale, softcap, residuals, grad_out):
   def step(grad_q, blk):
     k_blk, v_blk, mask_blk, exists_blk = blk
     raw, logits = _block_logits(q, k_blk, mask_blk, exists_blk, logit_scale, softcap)
-    p = jnp.exp(logits - lse[..., None])
+    p = jnp.exp(logits - row_max[..., None]) / row_sum[..., None]
     grad_v = jnp.einsum("bkgts,btkgh->bskh", p, grad_out)
     grad_p = jnp.einsum("btkgh,bskh->bkgts", grad_out, v_blk.astype(jnp.float32))
     grad_logits = p * (grad_p - delta[..., None])
