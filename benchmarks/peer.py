@@ -147,12 +147,14 @@ def sequences(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
   }
 
 
-def our_train_step(size: str, batch: dict[str, np.ndarray]) -> Callable[[], None]:
-  """The Trainer's own jitted step (the code `python -m medpalm_m.train` runs), with AdamW."""
+def our_train_step(size: str, batch: dict[str, np.ndarray],
+                   model_cfg: ModelConfig | None = None) -> Callable[[], None]:
+  """The Trainer's own jitted step (the code `python -m medpalm_m.train` runs), with AdamW.
+  `model_cfg` replaces the size's config (benchmarks/accelerator.py: other dtypes, attention)."""
   from medpalm_m import runtime
   from medpalm_m.trainer import Trainer
   cfg = runtime.base_config()
-  cfg.model = dataclasses.asdict(our_config(size))
+  cfg.model = dataclasses.asdict(model_cfg or our_config(size))
   cfg.train.update(batch_size=len(batch["tokens"]), z_loss=0.0)
   cfg.optimizer.update(name="adamw", learning_rate=1e-4, clip_norm=0.0)
   trainer = Trainer(cfg, num_tasks=1)
@@ -167,6 +169,7 @@ def our_train_step(size: str, batch: dict[str, np.ndarray]) -> Callable[[], None
     holder["state"], metrics = trainer.train_step(holder["state"], device_batch)
     jax.block_until_ready(metrics["loss"])
 
+  step.compiled = lambda: trainer.train_step.lower(holder["state"], device_batch).compile()
   return step
 
 
@@ -204,9 +207,10 @@ def peer_inputs(batch: dict[str, np.ndarray], prompt_only: bool = False) -> dict
   }
 
 
-def our_decoder(size: str, batch: dict[str, np.ndarray]) -> Callable[[], np.ndarray]:
+def our_decoder(size: str, batch: dict[str, np.ndarray],
+                model_cfg: ModelConfig | None = None) -> Callable[[], np.ndarray]:
   """Greedy decoding as medpalm_m.evaluate runs it: one jitted prefill + scan over the cache."""
-  template, params = ModelTemplate.create(our_config(size), seed=0)
+  template, params = ModelTemplate.create(model_cfg or our_config(size), seed=0)
   sampling = decode.SamplingConfig(max_new_tokens=TARGET)
   prefix = NUM_PATCHES + PROMPT_TEXT
   tokens = jnp.asarray(batch["tokens"][:, :prefix])

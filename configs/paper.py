@@ -36,6 +36,10 @@ def model(palm: str, vit: str) -> dict:
       image_token_id=4,
       attention="causal",
       dtype="bfloat16",
+      # Fused kernels where they exist (MaxText's and big_vision's choice): Pallas splash attention
+      # on TPU, cuDNN flash attention on GPU; the reference elsewhere. Accelerator figures:
+      # benchmarks/RESULTS.md, "Attention implementations".
+      attention_impl="tpu:splash,gpu:cudnn,cpu:xla",
   )
 
 

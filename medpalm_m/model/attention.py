@@ -10,11 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from medpalm_m.model import attention_impl
 from medpalm_m.model.layers import RMSNorm, einsum, param
-
-# Large negative instead of -inf: a fully masked row (padding queries) must give finite values,
-# not NaN, or the NaN leaks into gradients through the masked loss.
-_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float,
@@ -41,11 +38,12 @@ class Attention(nnx.Module):
   def __init__(self, width: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                rope_max_wavelength: float, logit_softcap: float | None, rngs: nnx.Rngs,
                rope_scale_factor: float = 1.0, query_pre_attn_scalar: float | None = None,
-               qk_norm: bool = False, norm_eps: float = 1e-6, sliding_window: int | None = None):
+               qk_norm: bool = False, norm_eps: float = 1e-6, sliding_window: int | None = None,
+               impl: str = "xla"):
     """Gemma fields: `query_pre_attn_scalar` replaces head_dim in the 1/sqrt logit scaling (Gemma 2
     27B and Gemma 3 set it); `qk_norm` RMS-normalises each query and key head before RoPE (Gemma
     3); `sliding_window` makes a local layer: a query sees only keys fewer than that many positions
-    away (Gemma 2/3)."""
+    away (Gemma 2/3). `impl` is config.model.attention_impl (`attention_impl.attend`)."""
     if num_heads % num_kv_heads:
       raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
@@ -54,6 +52,7 @@ class Attention(nnx.Module):
     self.logit_softcap = logit_softcap
     self.logit_scale = (query_pre_attn_scalar if query_pre_attn_scalar is not None else head_dim) ** -0.5
     self.sliding_window = sliding_window
+    self.impl = impl
     self.query_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
     self.key_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
     self.query = param(rngs, (width, num_heads, head_dim), ("embed", "heads", "head_dim"))
@@ -64,6 +63,9 @@ class Attention(nnx.Module):
     # Off: training and decoding never store the [T, S] probabilities. Inspection turns it on
     # (`model.set_attributes(capture_attention=True)`) inside `nnx.capture(..., nnx.Intermediate)`.
     self.capture_attention = False
+    # Off: Pallas kernels compile for their accelerator. Tests of 'splash' on a CPU turn it on
+    # (`model.set_attributes(interpret_kernels=True)`).
+    self.interpret_kernels = False
 
   def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
                cache: dict | None = None, cache_index: jax.Array | None = None):
@@ -100,18 +102,14 @@ class Attention(nnx.Module):
       distance = jnp.abs(positions[:, :, None] - key_positions[:, None, :])
       mask = jnp.logical_and(mask, distance < self.sliding_window)
 
-    batch, length = q.shape[:2]
-    groups = self.num_heads // self.num_kv_heads
-    q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k).astype(jnp.float32) * self.logit_scale
-    if self.logit_softcap is not None:
-      logits = jnp.tanh(logits / self.logit_softcap) * self.logit_softcap
-    logits = jnp.where(mask[:, None, None, :, :], logits, _MASK_VALUE)
-    weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
-    if self.capture_attention:
+    scores = dict(logit_scale=self.logit_scale, softcap=self.logit_softcap)
+    if self.capture_attention:  # the weights exist only in the reference implementation
+      weights = attention_impl.attention_weights(q, k, mask, **scores)
       self.sow(nnx.Intermediate, "attention_weights", weights)  # [B, kv_heads, groups, T, S]
-    attended = jnp.einsum("bkgts,bskh->btkgh", weights, v)
-    attended = attended.reshape(batch, length, self.num_heads, self.head_dim)
+      attended = attention_impl.weighted_values(weights, v)
+    else:
+      attended = attention_impl.attend(q, k, v, mask, impl=self.impl, interpret=self.interpret_kernels,
+                                       **scores)
     return einsum("btnh,nhd->btd", attended, self.out.value.astype(dtype)), cache
 
 

@@ -84,7 +84,8 @@ CACHE_AXES = {"k": ("batch", "cache_length", "kv_heads", "head_dim"),
 
 class DecoderBlock(nnx.Module):
 
-  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, local: bool = False):
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, local: bool = False,
+               attention_impl: str = "xla"):
     self.parallel = cfg.block == "parallel"
     if cfg.block not in ("parallel", "sequential"):
       raise ValueError(f"model.decoder.block must be 'parallel' or 'sequential', got {cfg.block!r}")
@@ -99,7 +100,7 @@ class DecoderBlock(nnx.Module):
                           logit_softcap=cfg.attn_logit_softcap,
                           query_pre_attn_scalar=cfg.query_pre_attn_scalar, qk_norm=cfg.qk_norm,
                           norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window if local else None,
-                          rngs=rngs)
+                          impl=attention_impl, rngs=rngs)
     self.mlp = GatedMLP(cfg.width, cfg.mlp_dim, cfg.mlp_activation, rngs=rngs)
     self.mlp_norm = None if self.parallel else norm()
     self.post_attn_norm = norm() if cfg.post_norms else None
@@ -129,13 +130,15 @@ _REMAT_POLICIES = {
 
 class Decoder(nnx.Module):
 
-  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
+    """`attention_impl`: config.model.attention_impl, see `attention_impl.attend`."""
     self.cfg = cfg
     # Unit-variance embeddings: with PaLM's output scaling by 1/sqrt(width) the initial logits
     # stay O(1); Gemma's input scaling by sqrt(width) expects small embeddings instead.
     stddev = 1.0 / math.sqrt(cfg.width) if cfg.scale_embeddings else 1.0
     self.embedding = param(rngs, (cfg.vocab_size, cfg.width), ("vocab", "embed"), stddev=stddev)
-    self.blocks = nnx.List([DecoderBlock(cfg, rngs=rngs, local=cfg.is_local(i)) for i in range(cfg.depth)])
+    self.blocks = nnx.List([DecoderBlock(cfg, rngs=rngs, local=cfg.is_local(i),
+                                           attention_impl=attention_impl) for i in range(cfg.depth)])
     self.final_norm = make_norm(cfg.norm, cfg.width, rngs, cfg.norm_eps)
 
   def embed(self, tokens: jax.Array, dtype) -> jax.Array:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from medpalm_m.model import attention_impl
 from medpalm_m.model.attention import attention_mask
 from medpalm_m.model.decoder import Decoder, DecoderConfig
 from medpalm_m.model.layers import RMSNorm, einsum, param
@@ -38,6 +39,9 @@ class ModelConfig:
   projector_bias: bool = True
   projector_norm: bool = False  # RMSNorm on image tokens before the projector (Gemma 3)
   image_pool_tokens: int | None = None  # average-pool the patch grid to this many tokens (Gemma 3: 256)
+  # 'xla' (the reference), 'blocked', 'cudnn' (GPU) or 'splash' (TPU) for the ViT and the decoder,
+  # or one per backend, 'tpu:splash,gpu:cudnn,cpu:xla' (medpalm_m.model.attention_impl).
+  attention_impl: str = "xla"
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
@@ -53,6 +57,7 @@ class ModelConfig:
     if cfg.attention not in ("prefix_lm", "causal", "causal_bidirectional_images"):
       raise ValueError(f"model.attention must be 'prefix_lm', 'causal' or "
                        f"'causal_bidirectional_images', got {cfg.attention!r}")
+    attention_impl.parse_choice(cfg.attention_impl)  # a misspelt name fails here, not when traced
     if cfg.image_pool_tokens is not None:
       side, grid = math.isqrt(cfg.image_pool_tokens), math.isqrt(vit.num_patches)
       if side * side != cfg.image_pool_tokens or grid % side:
@@ -101,13 +106,13 @@ class MedPaLMM(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.vit = ViT(cfg.vit, rngs=rngs)
+    self.vit = ViT(cfg.vit, rngs=rngs, attention_impl=cfg.attention_impl)
     self.projector_norm = (RMSNorm(cfg.vit.width, rngs=rngs, eps=cfg.vit.norm_eps, axis="embed_vit")
                            if cfg.projector_norm else None)
     self.projector = param(rngs, (cfg.vit.width, cfg.decoder.width), ("embed_vit", "embed"))
     self.projector_bias = (param(rngs, (cfg.decoder.width,), ("embed",), value=0.0)
                            if cfg.projector_bias else None)
-    self.decoder = Decoder(cfg.decoder, rngs=rngs)
+    self.decoder = Decoder(cfg.decoder, rngs=rngs, attention_impl=cfg.attention_impl)
 
   @property
   def dtype(self):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from medpalm_m.model import attention_impl
 from medpalm_m.model.layers import LayerNorm, einsum, param
 
 
@@ -69,8 +70,10 @@ class ViTBlock(nnx.Module):
   projection's). Optional query/key LayerNorms per head; QKV and LayerNorm biases by config.
   """
 
-  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
     w, heads = cfg.width, cfg.num_heads
+    self.attention_impl = attention_impl
+    self.interpret_kernels = False  # as Attention's: tests of Pallas kernels on a CPU set it
     if w % heads:
       raise ValueError(f"model.vit.width {w} is not divisible by num_heads {heads}")
     self.num_heads, self.head_dim = heads, w // heads
@@ -100,9 +103,13 @@ class ViTBlock(nnx.Module):
     q, k, v = qkv[0], qkv[1], qkv[2]
     if self.query_norm is not None:
       q, k = self.query_norm(q), self.key_norm(k)
-    logits = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) * self.head_dim**-0.5
-    weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
-    attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
+    if attention_impl.resolve(self.attention_impl) == "xla":  # the ViT's own reference einsums
+      logits = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) * self.head_dim**-0.5
+      weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+      attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
+    else:
+      attended = attention_impl.attend(q, k, v, None, impl=self.attention_impl, logit_scale=self.head_dim**-0.5,
+                                       softcap=None, interpret=self.interpret_kernels)
     out = einsum("bqhk,hkd->bqd", attended, self.out.value.astype(dtype))
     return out if self.out_bias is None else out + self.out_bias.value.astype(dtype)
 
@@ -121,13 +128,14 @@ class ViTBlock(nnx.Module):
 
 class ViT(nnx.Module):
 
-  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
+    """`attention_impl`: config.model.attention_impl, see `attention_impl.attend`."""
     self.cfg = cfg
     p, w = cfg.patch_size, cfg.width
     self.patch_embed = param(rngs, (p * p * 3, w), ("patch", "embed"))
     self.patch_bias = param(rngs, (w,), ("embed",), value=0.0)
     self.pos_embed = param(rngs, (cfg.num_patches, w), ("patches", "embed"), stddev=0.02)
-    self.blocks = nnx.List([ViTBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
+    self.blocks = nnx.List([ViTBlock(cfg, rngs=rngs, attention_impl=attention_impl) for _ in range(cfg.depth)])
     self.final_norm = LayerNorm(w, use_bias=cfg.norm_bias, rngs=rngs, eps=cfg.norm_eps)
 
   def __call__(self, images: jax.Array) -> jax.Array:
