@@ -3,21 +3,74 @@
 orbax writes each step into a temporary directory and renames it only when complete, so a
 half-written checkpoint (a kill during a save) is never listed, never restored. A checkpoint
 whose parameters differ from the config's is refused with the names and shapes that differ.
+A save that cannot be written (permissions, a read-only or full disk) raises CheckpointSaveError
+naming the directory and the OS error, at once rather than after orbax's 300 s barrier; the
+temporary folders a failed save leaves are removed when the directory is next opened for writing.
 No pickle anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import grain
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 class IncompatibleCheckpointError(ValueError):
   pass
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written; the previous committed one is untouched."""
+
+
+def check_writable(directory: str) -> None:
+  """Raise PermissionError naming `directory` (or its nearest existing parent, where it does not
+  exist yet) unless a file can be created there. A real file, not os.access: root passes
+  os.access everywhere, and a read-only mount fails only on an actual write."""
+  probe_dir = os.path.abspath(directory)
+  while not os.path.isdir(probe_dir):
+    if os.path.exists(probe_dir):
+      raise NotADirectoryError(f"{probe_dir} exists and is not a directory")
+    probe_dir = os.path.dirname(probe_dir)
+  probe = os.path.join(probe_dir, f".medpalm_m_write_probe_{os.getpid()}")
+  try:
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f"cannot write to {probe_dir}: {e.strerror or e}; choose a writable "
+                          "--workdir or fix the folder's permissions") from e
+
+
+@contextlib.contextmanager
+def _absl_level(level: int | None) -> Iterator[None]:
+  """absl's logging at `level` inside (None: unchanged): orbax warns about what it was told to do."""
+  if level is None:
+    yield
+    return
+  previous = logging.get_verbosity()
+  logging.set_verbosity(min(level, previous))  # absl: lower is quieter (ERROR -2, WARNING -1)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(previous)
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+  """The OSError behind an orbax error (it wraps them in its own and in thread failures)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError) and not isinstance(error, TimeoutError):
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def param_signature(params: dict[str, Any]) -> dict[str, list]:
@@ -26,13 +79,24 @@ def param_signature(params: dict[str, Any]) -> dict[str, list]:
 
 class Checkpointer:
 
-  def __init__(self, directory: str, *, keep: int = 2, async_save: bool = True):
+  def __init__(self, directory: str, *, keep: int = 2, async_save: bool = True,
+               read_only: bool = False):
+    """`read_only`: look at the checkpoints without creating or cleaning anything (how a run
+    validates a workdir before it writes there)."""
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
+    self.read_only = read_only
+    self.saving_step: int | None = None  # the step of the save in flight (async)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
+                                             max_to_keep=None, save_root_metadata=False)
+    else:
+      options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             cleanup_tmp_directories=True,
+                                             enable_async_checkpointing=async_save)
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler(),
                 "data": grain.checkpoint.CheckpointHandler()}
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    with _absl_level(logging.ERROR if read_only else None):  # read-only is what we asked for
+      self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -42,14 +106,39 @@ class Checkpointer:
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    self.saving_step = step
+    try:
+      # orbax creates the step's folder in a background thread and waits for it in a barrier
+      # that times out after 300 s: an unwritable directory must fail here, in milliseconds.
+      check_writable(self.directory)
+      self.manager.check_for_errors()  # the previous async save's failure (a full disk)
+      self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    except Exception as e:  # noqa: BLE001: turned into one error naming the path and OS error
+      raise self._save_error(step, e) from e
+
+  def _save_error(self, step: int | None, error: BaseException) -> BaseException:
+    os_error = _os_error_in(error)
+    if os_error is None:
+      return error
+    latest = self.latest_step()
+    kept = f"the last committed checkpoint (step {latest}) is intact" if latest is not None else \
+        "no checkpoint has been committed"
+    return CheckpointSaveError(
+        f"cannot save checkpoint step {step} in {self.directory}: {os_error.strerror or os_error}"
+        f"{f' ({os_error.filename})' if os_error.filename else ''}; {kept}. Free space or fix "
+        "the folder's permissions and rerun the same command to resume")
 
   def meta(self, step: int) -> dict:
     """The JSON saved beside step's state: parameter signature, tasks, mixture, ..."""
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Block until the last save is committed; CheckpointSaveError if it failed."""
+    try:
+      self.manager.wait_until_finished()
+      self.manager.check_for_errors()
+    except Exception as e:  # noqa: BLE001
+      raise self._save_error(self.saving_step, e) from e
 
   def restore(self, step: int, abstract_state: dict, data_iterator: Any | None,
               expected_params: dict[str, Any]) -> tuple[dict, dict]:
@@ -76,8 +165,12 @@ class Checkpointer:
     return restored["params"]
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Commit the last save (CheckpointSaveError if it failed) and release the manager."""
+    try:
+      if not self.read_only:
+        self.wait()
+    finally:
+      self.manager.close()
 
 
 def check_compatible(saved: dict[str, list], expected: dict[str, list], directory: str, step: int):
