@@ -12,7 +12,9 @@ No pickle anywhere.
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import os
+import re
 from typing import Any, Iterator
 
 import grain
@@ -62,15 +64,31 @@ def _absl_level(level: int | None) -> Iterator[None]:
     logging.set_verbosity(previous)
 
 
-def _os_error_in(error: BaseException) -> OSError | None:
-  """The OSError behind an orbax error (it wraps them in its own and in thread failures)."""
+def _os_failure(error: BaseException) -> tuple[str, str] | None:
+  """(OS error, path) behind an orbax save error, which wraps it in its own errors, in thread
+  failures, or in tensorstore's ValueError("... [os_error_code='28']"); None for another error."""
   seen = set()
   while error is not None and id(error) not in seen:
-    if isinstance(error, OSError) and not isinstance(error, TimeoutError):
-      return error
     seen.add(id(error))
+    if isinstance(error, OSError) and not isinstance(error, TimeoutError):
+      return str(error.strerror or error), str(error.filename or "")
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code:
+      path = re.search(r'Failed (?:writing|to write)[^"]*"([^"]+)"', str(error))
+      return os.strerror(int(code.group(1))), path.group(1) if path else ""
     error = error.__cause__ or error.__context__
   return None
+
+
+class _DropOrbaxErrors(std_logging.Filter):
+  """orbax logs a failed save's traceback from each of its threads (a full disk: hundreds of
+  lines); the save's CheckpointSaveError says it once, so its ERROR records are dropped."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.levelno >= std_logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+_DROP_ORBAX_ERRORS = _DropOrbaxErrors()
 
 
 def param_signature(params: dict[str, Any]) -> dict[str, list]:
@@ -90,6 +108,7 @@ class Checkpointer:
       options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
                                              max_to_keep=None, save_root_metadata=False)
     else:
+      logging.get_absl_logger().addFilter(_DROP_ORBAX_ERRORS)
       options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              cleanup_tmp_directories=True,
                                              enable_async_checkpointing=async_save)
@@ -117,16 +136,17 @@ class Checkpointer:
       raise self._save_error(step, e) from e
 
   def _save_error(self, step: int | None, error: BaseException) -> BaseException:
-    os_error = _os_error_in(error)
-    if os_error is None:
+    failure = _os_failure(error)
+    if failure is None:
       return error
-    latest = self.latest_step()
+    reason, path = failure
+    latest = self.manager.latest_step()
     kept = f"the last committed checkpoint (step {latest}) is intact" if latest is not None else \
         "no checkpoint has been committed"
     return CheckpointSaveError(
-        f"cannot save checkpoint step {step} in {self.directory}: {os_error.strerror or os_error}"
-        f"{f' ({os_error.filename})' if os_error.filename else ''}; {kept}. Free space or fix "
-        "the folder's permissions and rerun the same command to resume")
+        f"cannot save checkpoint step {step} in {self.directory}: {reason}"
+        f"{f' ({path})' if path else ''}; {kept}. Free space or fix the folder's permissions "
+        "and rerun the same command to resume")
 
   def meta(self, step: int) -> dict:
     """The JSON saved beside step's state: parameter signature, tasks, mixture, ..."""
@@ -165,12 +185,12 @@ class Checkpointer:
     return restored["params"]
 
   def close(self) -> None:
-    """Commit the last save (CheckpointSaveError if it failed) and release the manager."""
-    try:
-      if not self.read_only:
-        self.wait()
-    finally:
-      self.manager.close()
+    """Commit the last save and release the manager. After a failed save (CheckpointSaveError)
+    the manager is left as it is: closing it under tensorstore's pending callbacks prints one
+    'Event loop is closed' traceback per callback."""
+    if not self.read_only:
+      self.wait()
+    self.manager.close()
 
 
 def check_compatible(saved: dict[str, list], expected: dict[str, list], directory: str, step: int):

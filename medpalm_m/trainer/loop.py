@@ -99,8 +99,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if _preempted(f"before the first step ({_saved(latest)})"):
     return {"step": latest}
 
-  workdir_lib.start(workdir, cfg, latest or 0)
+  # Validated: from here on the run writes. Opening the checkpoints for writing first removes the
+  # temporary folders of a save that failed (a full disk is full of them).
   checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=cfg.train.keep_checkpoints)
+  workdir_lib.start(workdir, cfg, latest or 0)
   seen = {name: 0 for name in task_names}
   if latest is not None and "imported_from" in saved_meta:
     # The step 0 of `medpalm_m.convert import`: parameters only, the optimizer starts fresh.
