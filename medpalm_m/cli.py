@@ -72,9 +72,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     fail(str(e).replace("\n", " "))
   except (AttributeError, KeyError) as e:  # ml_collections: an override names no config key
     fail(_unknown_key(argv, message_of(e).strip("'\"")))
-  for name in _config_flags():
+  for name in flags.FLAGS:
     value = flags.FLAGS[name].value
-    if value is None:
+    if not _is_config_flag(name) or value is None:
       continue
     try:
       value.keys()  # a config file that failed to load raises its error on first use
@@ -85,16 +85,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
-def _config_flags() -> list[str]:
-  """The names of the --config-like flags (config_flags.DEFINE_config_file and friends)."""
-  names = []
-  for name in flags.FLAGS:
-    try:
-      config_flags.get_config_filename(flags.FLAGS[name])
-    except TypeError:  # not a config flag
-      continue
-    names.append(name)
-  return names
+def _is_config_flag(name: str) -> bool:
+  """A --config-like flag (config_flags.DEFINE_config_file and friends)."""
+  try:
+    config_flags.get_config_filename(flags.FLAGS[name])
+  except TypeError:  # not a config flag
+    return False
+  except flags.Error:  # a config flag without a value
+    return True
+  return True
 
 
 def _unknown_key(argv: Sequence[str], message: str) -> str:

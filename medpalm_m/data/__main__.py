@@ -118,6 +118,8 @@ def main(argv=None) -> None:
     if args.skip_malformed and not args.manual_dirs:
       build.error("--skip_malformed applies to real datasets, given as TASK=PATH")
   sys.path.insert(0, os.getcwd())  # configs/ is importable from the repository root
+  from medpalm_m import runtime
+  runtime.quiet_libraries()
   with cli.errors_as_lines():
     {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
 
