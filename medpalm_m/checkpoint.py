@@ -12,12 +12,15 @@ No pickle anywhere.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging as std_logging
 import os
 import re
+import shutil
 from typing import Any, Iterator
 
 import grain
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -62,6 +65,16 @@ def _absl_level(level: int | None) -> Iterator[None]:
     yield
   finally:
     logging.set_verbosity(previous)
+
+
+def check_room(directory: str, state_bytes: int) -> None:
+  """Raise OSError(ENOSPC) when the disk cannot hold one more checkpoint of `state_bytes`: the
+  old ones are deleted only after the new one is committed. orbax would find out in its writer
+  threads, and print a traceback for each of their pending callbacks."""
+  free = shutil.disk_usage(directory).free
+  if free < state_bytes:
+    raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a checkpoint needs about "
+                  f"{state_bytes / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free", directory)
 
 
 def _os_failure(error: BaseException) -> tuple[str, str] | None:
@@ -130,6 +143,7 @@ class Checkpointer:
       # orbax creates the step's folder in a background thread and waits for it in a barrier
       # that times out after 300 s: an unwritable directory must fail here, in milliseconds.
       check_writable(self.directory)
+      check_room(self.directory, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
       self.manager.check_for_errors()  # the previous async save's failure (a full disk)
       self.manager.save(step, args=ocp.args.Composite(**items), force=force)
     except Exception as e:  # noqa: BLE001: turned into one error naming the path and OS error

@@ -14,6 +14,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from typing import Callable, Iterator, Sequence
@@ -50,7 +51,12 @@ def errors_as_lines(failures: Sequence[type[BaseException]] = ()) -> Iterator[No
   try:
     yield
   except tuple(failures) as e:
-    fail(message_of(e), FAILED)
+    print(f"error: {message_of(e)}", file=sys.stderr, flush=True)
+    # Leave now: interpreter teardown would wait on a failed save's background threads (or, in a
+    # multi-process run, on a collective the other processes never reach) and print one traceback
+    # per pending tensorstore callback. What the run wrote is closed already.
+    sys.stdout.flush()
+    os._exit(FAILED)
   except USER_ERRORS as e:
     fail(message_of(e), USAGE)
   except OSError as e:  # the disk or the system, not the user's request: the run failed
