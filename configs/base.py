@@ -59,6 +59,17 @@ def get_config() -> ml_collections.ConfigDict:
       checkpoint_every=200,
       keep_checkpoints=2,
       eval_every=0,  # evaluate every N steps with medpalm_m.evaluation; 0: never
+      # Comma-separated keys or fnmatch patterns ("optimizer.learning_rate,data.mixture.*") a
+      # resume may change from the workdir's config.json; any other change is refused
+      # (medpalm_m.trainer.workdir; run length, logging and eval cadence may always change).
+      allow_config_changes="",
+      # Stop the run, naming the step, and never save its state (medpalm_m.trainer.divergence).
+      # Non-finite values and a zero gradient with a positive loss always stop it; 0 disables a limit.
+      divergence=dict(
+          max_grad_norm=1e6,  # global gradient norm before clipping
+          max_param_rms=1e3,  # root mean square of all parameters after the update
+          loss_spike_factor=10.0,  # loss above this times its running mean
+      ),
   )
   c.optimizer = dict(
       name="adafactor", learning_rate=1e-3, schedule="constant", warmup_steps=0, b1=0.9,

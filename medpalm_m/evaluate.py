@@ -18,13 +18,12 @@ library is `medpalm_m.evaluation`.
 """
 
 import os
-import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import evaluation, runtime
+from medpalm_m import cli, evaluation, runtime
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -40,12 +39,8 @@ def main(argv) -> None:
     raise app.UsageError("--config and --workdir are required")
   runtime.quiet_libraries()
   runtime.initialize_distributed()  # a pod slice or SLURM job evaluates as it trains
-  try:
-    report = evaluation.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, task_names=FLAGS.tasks,
-                                 split=FLAGS.split)
-  except (FileNotFoundError, KeyError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  report = evaluation.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, task_names=FLAGS.tasks,
+                               split=FLAGS.split)
   if jax.process_index() == 0:
     print(evaluation.format_table(report))
     print(f"wrote {os.path.join(os.path.abspath(FLAGS.workdir), 'eval', 'step_%d.json' % report['step'])} "
@@ -53,4 +48,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

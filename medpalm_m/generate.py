@@ -9,13 +9,11 @@ probabilities too. The library is `medpalm_m.evaluation.answer`.
 """
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from medpalm_m import evaluation, runtime
-from medpalm_m.data import images as images_lib
+from medpalm_m import cli, evaluation, runtime
 from medpalm_m.model import decode
 
 config_flags.DEFINE_config_file("config", None, "Config file; default: the workdir's config.json.")
@@ -37,17 +35,13 @@ def main(argv) -> None:
   FLAGS = flags.FLAGS
   runtime.quiet_libraries()
   runtime.initialize_distributed()  # a pod slice or SLURM job evaluates as it trains
-  try:
-    cfg = runtime.load_config(FLAGS.workdir, FLAGS.config)
-    sampling = decode.SamplingConfig(max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
-                                     top_k=FLAGS.top_k, top_p=FLAGS.top_p)
-    result = evaluation.answer(cfg, FLAGS.workdir, FLAGS.prompt, FLAGS.image or [], step=FLAGS.step,
-                               sampling=sampling, beam_width=FLAGS.beam_width, seed=FLAGS.seed)
-  except (FileNotFoundError, ValueError, images_lib.ImageError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  cfg = runtime.load_config(FLAGS.workdir, FLAGS.config)
+  sampling = decode.SamplingConfig(max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
+                                   top_k=FLAGS.top_k, top_p=FLAGS.top_p)
+  result = evaluation.answer(cfg, FLAGS.workdir, FLAGS.prompt, FLAGS.image or [], step=FLAGS.step,
+                             sampling=sampling, beam_width=FLAGS.beam_width, seed=FLAGS.seed)
   print(json.dumps(result, indent=2) if FLAGS.json else result["answer"])
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import planning, runtime, topology
+from medpalm_m import cli, planning, runtime, topology
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("topology", None, f"Comma-separated topologies ({topology.EXAMPLES}); "
@@ -31,13 +31,10 @@ def main(argv) -> None:
   cfg = flags.FLAGS.config
   names = flags.FLAGS.topology or cfg.topology
   if not names:
-    raise SystemExit(f"error: no topology: pass --topology (e.g. {topology.EXAMPLES}) or set "
-                     "config.topology")
+    raise app.UsageError(f"no topology: pass --topology (e.g. {topology.EXAMPLES}) or set "
+                         "config.topology")
   state = planning.AbstractState.from_config(cfg)
-  try:
-    plans = [planning.make_plan(cfg, topology.parse(name), state) for name in names.split(",")]
-  except ValueError as e:
-    raise SystemExit(f"error: {e}") from e
+  plans = [planning.make_plan(cfg, topology.parse(name), state) for name in names.split(",")]
   print(planning.format_plans(cfg, plans, config_flags.get_config_filename(flags.FLAGS["config"])))
   if flags.FLAGS.check_xla:
     from medpalm_m.trainer import Trainer  # compiling the real step needs the whole trainer
@@ -48,4 +45,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

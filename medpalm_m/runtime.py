@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging as std_logging
 import os
 import sys
 from typing import Any, Mapping
@@ -55,12 +56,25 @@ def initialize_distributed() -> None:
 
 def quiet_libraries() -> None:
   """orbax and TFDS log every file they touch at INFO; our own progress goes to stderr.
-  `--verbosity` on the command line keeps absl's level."""
+  `--verbosity` on the command line keeps absl's level (and TFDS's probing warnings)."""
   from absl import flags, logging
   if not (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present):
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_logger().addFilter(_DROP_TFDS_PROBES)
   import tensorflow_datasets as tfds
   tfds.disable_progress_bar()
+
+
+class _DropTfdsProbes(std_logging.Filter):
+  """TFDS warns once per dataset folder it probes that is not prepared ("Variant folder ... has no
+  dataset_info.json"): 14 lines before the one that says which data is missing and how to build it
+  (pipeline.MissingDataError)."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Variant folder ")
+
+
+_DROP_TFDS_PROBES = _DropTfdsProbes()
 
 
 def say(message: str) -> None:

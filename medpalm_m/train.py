@@ -1,16 +1,21 @@
 """Train Med-PaLM M: `python -m medpalm_m.train --config=configs/tiny.py --workdir=DIR [--config.key=value ...]`
 
 Rerunning the same command resumes from the latest checkpoint in DIR (data iterator included).
-SIGTERM (preemption) saves and exits 0. The loop is `medpalm_m.trainer.train`.
+SIGTERM (preemption) saves and exits 0, at any moment. A mistake in the flags, the config or the
+data is one `error:` line, exit 2, with DIR untouched; a run that diverges or cannot write its
+checkpoint stops with one `error:` line, exit 1. The loop is `medpalm_m.trainer.train`.
 """
 
-import sys
+from medpalm_m import preemption
 
-from absl import app, flags
-from ml_collections import config_flags
+# From the first line on, SIGTERM is a request to stop, not a kill: a preemption that lands
+# during imports or compilation still exits 0 and says what was saved.
+preemption.listen()
 
-from medpalm_m import checkpoint, runtime, trainer
-from medpalm_m.data import pipeline, preprocess
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from medpalm_m import checkpoint, cli, runtime, trainer  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
@@ -22,13 +27,8 @@ def main(argv) -> None:
     raise app.UsageError("--config and --workdir are required")
   runtime.quiet_libraries()
   runtime.initialize_distributed()
-  try:
-    trainer.train(flags.FLAGS.config, flags.FLAGS.workdir)
-  except (trainer.NonFiniteLossError, checkpoint.IncompatibleCheckpointError,
-          pipeline.MissingDataError, preprocess.ExampleError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  trainer.train(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, failures=(trainer.DivergenceError, checkpoint.CheckpointSaveError))

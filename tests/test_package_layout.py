@@ -30,8 +30,10 @@ PARTS = {
     "convert": {"convert", "runtime", "core", "model", "data"},
     "inspection": {"inspection", "evaluation", "runtime", "core", "model", "data", "metrics"},
     "rating": {"rating", "evaluation", "runtime", "core", "model", "data", "metrics"},
+    # The entry points' one way of turning a user's mistake into an `error:` line.
+    "cli": {"cli"},
 }
-CORE = {"checkpoint", "sharding", "topology", "flops"}
+CORE = {"checkpoint", "sharding", "topology", "flops", "preemption"}
 
 
 def module_name(path: str) -> str:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import runtime
+from medpalm_m import cli, runtime
 from medpalm_m.convert import export_checkpoint, import_checkpoint
 
 _DEFAULT_CONFIG = os.path.join(runtime.REPO_ROOT, "configs", "paligemma_multimedbench.py")
@@ -37,20 +36,16 @@ def main(argv) -> None:
   if len(argv) != 2 or argv[1] not in ("import", "export"):
     raise app.UsageError("usage: python -m medpalm_m.convert import|export --workdir=... (see --help)")
   runtime.quiet_libraries()
-  try:
-    if argv[1] == "import":
-      if not FLAGS.hf_dir or not FLAGS.workdir:
-        raise app.UsageError("import needs --hf_dir and --workdir")
-      summary = import_checkpoint(FLAGS.hf_dir, FLAGS.workdir, FLAGS.config)
-    else:
-      if not FLAGS.workdir or not FLAGS.out:
-        raise app.UsageError("export needs --workdir and --out")
-      summary = export_checkpoint(FLAGS.workdir, FLAGS.out, step=FLAGS.step, source=FLAGS.source)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:  # CheckpointMismatchError included
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  if argv[1] == "import":
+    if not FLAGS.hf_dir or not FLAGS.workdir:
+      raise app.UsageError("import needs --hf_dir and --workdir")
+    summary = import_checkpoint(FLAGS.hf_dir, FLAGS.workdir, FLAGS.config)
+  else:
+    if not FLAGS.workdir or not FLAGS.out:
+      raise app.UsageError("export needs --workdir and --out")
+    summary = export_checkpoint(FLAGS.workdir, FLAGS.out, step=FLAGS.step, source=FLAGS.source)
   print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -24,6 +24,8 @@ import sys
 import numpy as np
 from PIL import Image
 
+from medpalm_m import cli
+
 DEFAULT_DATA_DIR = "~/.cache/medpalm_m/tensorflow_datasets"
 
 
@@ -31,8 +33,8 @@ def _mixture(name: str) -> dict[str, float]:
   try:
     return dict(importlib.import_module(f"configs.mixtures.{name}").MIXTURE)
   except ModuleNotFoundError:
-    raise SystemExit(f"unknown mixture {name!r}; mixtures live in configs/mixtures/ "
-                     "(run from the repository root)")
+    raise ValueError(f"--mixture={name}: no configs/mixtures/{name}.py (run from the repository "
+                     "root; `python -m medpalm_m.data list` lists the mixtures)") from None
 
 
 def cmd_list(args) -> None:
@@ -59,12 +61,7 @@ def cmd_build(args) -> None:
     print(f"MultiMedBench-mini ready under {os.path.expanduser(args.data_dir)} "
           f"({sum(timings.values()):.1f}s)")
     return
-  from medpalm_m.data.builders import base
-  try:
-    build.prepare(args.data_dir, args.manual_dirs, skip_malformed=args.skip_malformed)
-  except (base.ManualDataError, base.MalformedRecordError, KeyError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  build.prepare(args.data_dir, args.manual_dirs, skip_malformed=args.skip_malformed)
 
 
 def _manual_dirs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
@@ -81,9 +78,11 @@ def cmd_show(args) -> None:
   """The mixture's first N training examples: prompt, target and images as PNG, plus index.jsonl."""
   from medpalm_m.data import mixtures, pipeline
   mixture = mixtures.normalize(_mixture(args.mixture), where=f"mixture {args.mixture}")
+  # Read before creating --out: a wrong --data_dir fails with nothing created.
+  examples = list(pipeline.first_examples(mixture, os.path.expanduser(args.data_dir), args.n))
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "index.jsonl"), "w") as index:
-    for i, example in enumerate(pipeline.first_examples(mixture, os.path.expanduser(args.data_dir), args.n)):
+    for i, example in enumerate(examples):
       images = []
       for k, image in enumerate(example["images"]):
         path = f"{i:04d}_{k}.png"
@@ -119,7 +118,10 @@ def main(argv=None) -> None:
     if args.skip_malformed and not args.manual_dirs:
       build.error("--skip_malformed applies to real datasets, given as TASK=PATH")
   sys.path.insert(0, os.getcwd())  # configs/ is importable from the repository root
-  {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
+  from medpalm_m import runtime
+  runtime.quiet_libraries()
+  with cli.errors_as_lines():
+    {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
 
 
 if __name__ == "__main__":

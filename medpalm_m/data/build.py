@@ -18,7 +18,8 @@ _TOKENIZER_SAMPLES_PER_TASK = 1500
 def build_synthetic(data_dir: str, *, verbose: bool = True) -> dict[str, float]:
   """Prepare every synthetic builder under data_dir (skipping prepared ones) and the tokenizer.
 
-  Returns seconds spent per builder (and on the tokenizer).
+  Returns seconds spent per builder (0 for one already prepared) and on the tokenizer; with
+  `verbose`, one line per builder actually built, none for those already there.
   """
   import tensorflow_datasets as tfds
 
@@ -30,8 +31,10 @@ def build_synthetic(data_dir: str, *, verbose: bool = True) -> dict[str, float]:
   for builder_cls in sorted(builders, key=lambda b: b.__name__):
     start = time.perf_counter()
     builder = builder_cls(data_dir=data_dir)
-    if not builder.is_prepared():
-      builder.download_and_prepare()
+    if builder.is_prepared():
+      timings[builder.name] = 0.0
+      continue  # no line for work not done
+    builder.download_and_prepare()
     timings[builder.name] = time.perf_counter() - start
     if verbose:
       print(f"built {builder.name} in {timings[builder.name]:.1f}s", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Mapping
 
@@ -15,7 +16,10 @@ def normalize(weights: Mapping[str, float], *, where: str = "config.data.mixture
   known = tasks.all_tasks()
   unknown = [t for t in weights if t not in known]
   if unknown:
-    raise ValueError(f"{where}: unknown task(s) {unknown}; registered: {', '.join(sorted(known))}")
+    guesses = {t: difflib.get_close_matches(t, list(known), n=1) for t in unknown}
+    named = ", ".join(f"{t!r} (did you mean {g[0]!r}?)" if g else repr(t) for t, g in guesses.items())
+    raise ValueError(f"{where}: unknown task(s) {named}; `python -m medpalm_m.data list` lists "
+                     "the registered tasks")
   bad = {t: w for t, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0)}
   if bad:
     raise ValueError(f"{where}: weights must be finite and >= 0, got {bad}")

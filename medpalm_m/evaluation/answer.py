@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import jax
 import numpy as np
@@ -24,13 +23,16 @@ def answer(cfg, workdir: str, prompt: str, image_paths: list[str], *, step: int 
   runtime = runtime_lib.Runtime(cfg)
   params, step = runtime.restore_params(workdir, step)
   spec = runtime.spec
+  # A prompt cut to fit would be another question (or, cut inside an image, none): refused.
+  prompt_tokens = len(tokenizer.encode_prompt(prompt, spec.image_slots)[0])
+  if prompt_tokens > spec.max_prompt_tokens:
+    raise ValueError(f"the prompt is {prompt_tokens} tokens (image slots included), "
+                     f"{prompt_tokens - spec.max_prompt_tokens} more than config.data.max_prompt_tokens="
+                     f"{spec.max_prompt_tokens}; shorten it, or pass a --config with a larger "
+                     "max_prompt_tokens")
   example = {"id": "cli", "task": "cli", "prompt": prompt, "target": "",
              "images": [images_lib.read_image(os.path.expanduser(p)) for p in image_paths]}
   features = preprocess.Preprocessor(tokenizer, spec, {"cli": 0})(example)
-  if features["prompt_truncated"] or features["dropped"]:
-    print(f"warning: the prompt is longer than config.data.max_prompt_tokens="
-          f"{spec.max_prompt_tokens} and was {'dropped' if features['dropped'] else 'truncated'}",
-          file=sys.stderr)
   # One prompt: every device (and every process of a multi-host run) decodes the whole batch.
   evaluator = Evaluator(runtime, tokenizer, sampling=sampling, beam_width=beam_width, batch_size=1,
                         data_parallel=False)

@@ -59,9 +59,11 @@ def next_token_loss_sum(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Arr
   target_logit = jnp.sum(jnp.where(is_target, logits, 0.0), axis=-1)
   nll = log_z - target_logit
   per_token = nll + z_loss * jnp.square(log_z)
-  # Correct when the target's logit is the largest: a max, not an argmax over the vocabulary
-  # (which tracks indices and cost ~180 ms a step at bench-small). A tie counts as correct.
-  correct = (target_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
+  # Correct when the target's logit is strictly larger than every other: a tie is not a
+  # prediction (a collapsed model with uniform logits would score 100%). Maxima, not an argmax
+  # over the vocabulary (which tracks indices and cost ~180 ms a step at bench-small).
+  other_max = jnp.max(jnp.where(is_target, -jnp.inf, logits), axis=-1)
+  correct = (target_logit > other_max).astype(jnp.float32)
   loss_weights = weights if token_weights is None else jnp.pad(token_weights[:, 1:], ((0, 0), (0, 1)))
   loss_sum = (per_token * loss_weights).sum()
   # Per position (position t scores tokens[t + 1]), so a packed row can be split by example.

@@ -1,9 +1,13 @@
 """The training loop: config -> runtime -> trainer -> init or restore -> steps, checkpoints, evals.
 
 Rerunning the same call resumes from the latest checkpoint in WORKDIR/checkpoints, data iterator
-included, so the resumed run sees exactly the examples it would have seen. SIGTERM (preemption)
-saves and returns. A NaN or Inf loss stops the run, naming the step; the last good checkpoint
-stays. The workdir holds config.json, metrics.jsonl, TensorBoard events and checkpoints/.
+included, so the resumed run sees exactly the examples it would have seen. Everything is
+validated before the workdir is touched (the config, the data, the checkpoint's compatibility and
+config history: `medpalm_m.trainer.workdir`); a refused run leaves it byte-identical. SIGTERM
+(preemption), at any moment, saves what exists and returns. Divergence (`trainer.divergence`)
+stops the run naming the step, before that step's state is saved, so every checkpoint is a good
+one. A checkpoint that cannot be written stops the run at once (CheckpointSaveError). The workdir
+holds config.json, config_history.jsonl, metrics.jsonl, TensorBoard events and checkpoints/.
 """
 
 from __future__ import annotations
@@ -21,26 +25,26 @@ import ml_collections
 import numpy as np
 
 from medpalm_m import checkpoint as ckpt_lib
-from medpalm_m import flops
+from medpalm_m import flops, preemption
 from medpalm_m.data import augment, mixtures, pipeline, preprocess
-from medpalm_m.runtime import any_process, prepare_data, say, write_config
+from medpalm_m.runtime import any_process, prepare_data, say
+from medpalm_m.trainer import workdir as workdir_lib
+from medpalm_m.trainer.divergence import DivergenceError, DivergenceGuard
 from medpalm_m.trainer.state import Trainer
 
 
-class NonFiniteLossError(RuntimeError):
-  pass
-
-
 class MetricsWriter:
-  """metrics.jsonl (one JSON object per logged step) and TensorBoard events, from process 0."""
+  """metrics.jsonl (one JSON object per logged step) and TensorBoard events, from process 0.
+  Opened at the step the run starts from: TensorBoard drops its events of later steps (a killed
+  run's), as `workdir.start` cut metrics.jsonl back."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, start_step: int):
     self.active = jax.process_index() == 0
     if not self.active:
       return
-    self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    self.jsonl = open(os.path.join(workdir, workdir_lib.METRICS), "a")
     from tensorboardX import SummaryWriter
-    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
 
   def write(self, step: int, values: dict[str, Any]) -> None:
     if not self.active:
@@ -64,11 +68,21 @@ class MetricsWriter:
 
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Run (or resume) training to config.train.num_steps; returns the last logged metrics."""
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  write_config(cfg, workdir)
-  data_dir, tokenizer = prepare_data(cfg)
+  previous_handler = signal.getsignal(signal.SIGTERM)
+  preemption.listen()
+  try:
+    return _train(cfg, os.path.abspath(workdir))
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  # Validation: nothing below writes to the workdir until `workdir_lib.start`.
   mixture = mixtures.normalize(dict(cfg.data.mixture))
+  guard = DivergenceGuard(cfg.train.divergence)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_lib.check_writable(ckpt_dir)
+  data_dir, tokenizer = prepare_data(cfg)
   task_ids = pipeline.task_ids(list(mixture))
   task_names = sorted(task_ids, key=task_ids.get)
   trainer = Trainer(cfg, num_tasks=len(task_ids))
@@ -81,14 +95,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       every_task_per_batch=cfg.data.every_task_per_batch,
       augmentation=augment.Augmentation.from_config(cfg.data.augmentation, cfg.seed))
   data_iterator = iter(dataset)
-
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                       keep=cfg.train.keep_checkpoints)
   meta = {"params": ckpt_lib.param_signature(trainer.abstract_state["params"]),
           "tasks": task_names, "mixture": mixture}
-  latest = checkpointer.latest_step()
+  latest, saved_meta = _validated_checkpoint(cfg, workdir, ckpt_dir, meta)
+  if _preempted(f"before the first step ({_saved(latest)})"):
+    return {"step": latest}
+
+  # Validated: from here on the run writes. Opening the checkpoints for writing first removes the
+  # temporary folders of a save that failed (a full disk is full of them).
+  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=cfg.train.keep_checkpoints)
+  workdir_lib.start(workdir, cfg, latest or 0)
   seen = {name: 0 for name in task_names}
-  if latest is not None and "imported_from" in checkpointer.meta(latest):
+  if latest is not None and "imported_from" in saved_meta:
     # The step 0 of `medpalm_m.convert import`: parameters only, the optimizer starts fresh.
     state = trainer.init_state_from(workdir)
     say(f"initialised the parameters from the imported checkpoint in {checkpointer.directory}")
@@ -109,12 +127,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     state = trainer.init_state()
   start = int(jax.device_get(state["step"]))
 
-  stop = {"signal": None}
-  def on_sigterm(signum, frame):
-    stop["signal"] = signum
-  previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, start)
   seq_len = trainer.runtime.spec.length
   step_flops = flops.training_flops_per_step(trainer.model_cfg, cfg.train.batch_size, seq_len,
                                              pipeline.images_per_row(cfg.data))
@@ -126,17 +139,24 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   last: dict[str, Any] = {}
   evaluator = None
   step = start
+  failed = True
   try:
+    if any_process(preemption.requested()):
+      say(f"received SIGTERM before the first step: nothing new to save ({_saved(latest)}), exiting")
+      step = num_steps  # skip the loop
     while step < num_steps:
       batch = trainer.global_batch(next(data_iterator))
       state, metrics = trainer.train_step(state, batch)
       step += 1
       metrics = jax.device_get(metrics)
-      if not math.isfinite(float(metrics["loss"])):
-        raise NonFiniteLossError(
-            f"loss is {float(metrics['loss'])} at step {step}; stopping. The last good checkpoint "
-            f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}. Lower "
-            "config.optimizer.learning_rate or enable clipping (config.optimizer.clip_norm).")
+      try:
+        guard.check(step, metrics)
+      except DivergenceError as e:
+        checkpointer.wait()  # the last good save, if one is in flight, is committed
+        raise DivergenceError(
+            f"{e}; stopping without saving this step. {_saved(checkpointer.latest_step())} in "
+            f"{checkpointer.directory}. Lower config.optimizer.learning_rate, enable clipping "
+            "(config.optimizer.clip_norm) or change the limits in config.train.divergence") from None
       for i, name in enumerate(task_names):
         seen[name] += int(metrics["task_examples"][i])
       totals["nll"] += metrics["task_nll_sum"]
@@ -152,6 +172,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         last = {
             "loss": float(metrics["loss"]), "token_accuracy": float(metrics["token_accuracy"]),
             "learning_rate": float(metrics["learning_rate"]), "grad_norm": float(metrics["grad_norm"]),
+            "param_rms": float(metrics["param_rms"]),
             "tokens_per_sec": window["tokens"] / elapsed,
             "steps_per_sec": window["steps"] / elapsed,
             # With packing a row holds several examples, so this is the comparable speed.
@@ -171,20 +192,63 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
               f"{last['tokens_per_sec']:.0f} tokens/s {last['examples_per_sec']:.1f} examples/s")
         totals = {k: np.zeros(len(task_names)) for k in totals}
         window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
-      stopping = any_process(stop["signal"] is not None)
+      stopping = any_process(preemption.requested())
       if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)
       if cfg.train.eval_every and step % cfg.train.eval_every == 0:
         evaluator = periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluator, writer)
       if stopping:
-        say(f"received signal {stop['signal'] or 'on another process'}: saved step {step}, exiting")
+        checkpointer.wait()
+        say(f"received SIGTERM: saved step {step}, exiting")
         break
+    failed = False
   finally:
     progress.close()
-    checkpointer.close()
     writer.close()
-    signal.signal(signal.SIGTERM, previous_handler)
+    if failed:
+      # The error in flight says what happened; a save still in the background may finish.
+      _close_quietly(checkpointer)
+    else:
+      checkpointer.close()
   return {"step": step, **last}
+
+
+def _validated_checkpoint(cfg, workdir: str, ckpt_dir: str, meta: dict) -> tuple[int | None, dict]:
+  """The latest checkpoint's step and metadata, after checking that this config may resume it;
+  (None, {}) without one. Reads only."""
+  if not os.path.isdir(ckpt_dir):
+    return None, {}
+  reader = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+  try:
+    latest = reader.latest_step()
+    if latest is None:
+      return None, {}
+    saved_meta = reader.meta(latest)
+  finally:
+    reader.close()
+  ckpt_lib.check_compatible(saved_meta["params"], meta["params"], ckpt_dir, latest)
+  if "imported_from" not in saved_meta:  # an import's config.json only wraps the imported model
+    workdir_lib.check_config_unchanged(workdir, cfg, latest)
+  return latest, saved_meta
+
+
+def _saved(step: int | None) -> str:
+  return f"the last checkpoint is step {step}" if step is not None else "no checkpoint exists yet"
+
+
+def _preempted(when: str) -> bool:
+  """True (and says so) when SIGTERM arrived while the run was being prepared."""
+  if not any_process(preemption.requested()):
+    return False
+  say(f"received SIGTERM {when}: nothing was saved, exiting")
+  return True
+
+
+def _close_quietly(checkpointer: ckpt_lib.Checkpointer) -> None:
+  try:
+    checkpointer.close()
+  except ckpt_lib.CheckpointSaveError:
+    pass
 
 
 def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, writer):

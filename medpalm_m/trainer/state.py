@@ -39,6 +39,7 @@ class Trainer:
       raise ValueError(f"config.train.loss_normalization={self.loss_normalization!r}; use one of "
                        f"{NORMALIZATIONS} (average over target tokens, or over examples)")
     abstract_params = self.runtime.abstract_params
+    self.num_params = sum(int(np.prod(p.shape)) for p in abstract_params.values())
     self.tx, self.schedule = make_optimizer(cfg, abstract_params)
     self.param_shardings = self.runtime.param_shardings
     self.batch_sharding = self.runtime.batch_sharding
@@ -134,6 +135,8 @@ class Trainer:
         "loss": loss_sum / normalizer,
         "token_accuracy": stats["correct"].sum() / num_tokens,
         "grad_norm": optax.global_norm(grads),
+        # Of the parameters after this update: the state a checkpoint of this step would hold.
+        "param_rms": optax.global_norm(params) / jnp.sqrt(float(self.num_params)),
         "learning_rate": self.schedule(state["step"]),
         "target_tokens": num_tokens,
         "task_nll_sum": per_token_task(stats["nll"]),

@@ -134,8 +134,9 @@ def test_process_shards_are_disjoint_and_cover_the_global_stream(synthetic_data_
 
 
 def test_bad_mixtures_are_refused_with_the_config_key():
-  with pytest.raises(ValueError, match=r"config.data.mixture: unknown task\(s\) \['synthetic_nope'\]"):
-    mixtures.normalize({"synthetic_nope": 1.0, "synthetic_medqa": 1.0})
+  with pytest.raises(ValueError, match=r"config.data.mixture: unknown task\(s\) 'synthetic_medqz' "
+                     r"\(did you mean 'synthetic_medqa'\?\)"):
+    mixtures.normalize({"synthetic_medqz": 1.0, "synthetic_medqa": 1.0})
   with pytest.raises(ValueError, match="must be finite and >= 0"):
     mixtures.normalize({"synthetic_medqa": -1.0})
   with pytest.raises(ValueError, match="all weights are zero"):

@@ -176,6 +176,17 @@ def test_example_normalization_averages_each_example_then_the_examples():
                                                 per_example[2]]), rtol=1e-5)
 
 
+def test_a_tie_is_not_a_correct_prediction():
+  """A collapsed model (uniform logits) scores 0 token accuracy, not 100%; a strict winner counts."""
+  tokens = jnp.asarray([[5, 7, 3, 0]])
+  loss_mask = jnp.asarray([[0, 1, 1, 0]])  # positions 0 and 1 predict the targets 7 and 3
+  _, stats = next_token_loss(jnp.zeros((1, 4, 16)), tokens, loss_mask)
+  assert float(stats["correct"].sum()) == 0.0
+  logits = jnp.zeros((1, 4, 16)).at[0, 0, 7].set(1.0).at[0, 1, 3].set(1.0).at[0, 1, 9].set(1.0)
+  _, stats = next_token_loss(logits, tokens, loss_mask)
+  np.testing.assert_array_equal(stats["correct"][0], [1, 0, 0, 0])  # position 1 ties with token 9
+
+
 def test_gemma_style_fields_build_and_run():
   cfg = small_config(block="sequential", norm="rmsnorm", mlp_activation="geglu",
                      scale_embeddings=True, post_norms=True, attn_logit_softcap=50.0,

@@ -35,6 +35,18 @@ def losses(workdir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
+def logged_steps(workdir) -> list[int]:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r["step"] for r in map(json.loads, f) if "loss" in r]
+
+
+def tree_hash(root) -> dict[str, str]:
+  """Every file under root and the sha256 of its bytes."""
+  import hashlib
+  return {os.path.relpath(os.path.join(d, f), root): hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
+          for d, _, files in os.walk(root) for f in files}
+
+
 @pytest.mark.slow
 def test_eight_devices_match_one_device_and_really_shard(tmp_path, synthetic_data_dir):
   one = run_train(tmp_path / "one", synthetic_data_dir, "--config.train.num_steps=3")
@@ -88,6 +100,10 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synth
   assert "resumed from" in resumed.stderr
   a, b = losses(tmp_path / "straight"), losses(workdir)
   assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]
+  # The steps logged between checkpoint 4 and the kill are logged again, and appear once.
+  assert logged_steps(workdir) == list(range(1, 9))
+  history = [json.loads(line) for line in open(workdir / "config_history.jsonl")]
+  assert [h["step"] for h in history] == [0, 4]
 
 
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_0(tmp_path, synthetic_data_dir):
@@ -109,31 +125,70 @@ def test_sigterm_saves_a_restorable_checkpoint_and_exits_0(tmp_path, synthetic_d
   assert int(state["step"]) == step
 
 
-def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_data_dir):
+def test_sigterm_before_the_first_step_exits_0_saying_nothing_was_saved(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "early"
+  proc = run_train(workdir, synthetic_data_dir, wait=False)
+  time.sleep(1.0)  # imports and flag parsing: long before the first step
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 0
+  output = proc.stdout.read()
+  assert "received SIGTERM" in output and "nothing" in output and "no checkpoint exists" in output, output
+  assert not (workdir / "checkpoints").exists()
+
+
+def test_divergence_stops_the_run_naming_the_step_and_keeps_only_good_checkpoints(tmp_path,
+                                                                                  synthetic_data_dir):
+  """A learning rate of 1e12 explodes the parameters at the first update, while the loss of that
+  step (computed before the update) is still finite: the step is not saved."""
   workdir = tmp_path / "diverged"
   out = run_train(workdir, synthetic_data_dir, "--config.optimizer.name=adamw",
                   "--config.optimizer.learning_rate=1e12", "--config.optimizer.clip_norm=0",
                   "--config.train.checkpoint_every=1", "--config.train.num_steps=20")
-  assert out.returncode == 1
-  assert "at step" in out.stderr and "last good checkpoint" in out.stderr, out.stderr[-2000:]
-  bad_step = int(out.stderr.split("at step ")[1].split(";")[0])
+  assert out.returncode == 1, out.stderr[-3000:]
+  errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "parameter RMS" in errors[0] and "after step 1 " in errors[0], out.stderr[-2000:]
+  assert "no checkpoint exists yet" in errors[0] and "None" not in errors[0]
+  assert ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False).latest_step() is None
+
+  # Good steps first, then the same explosion on resume: the good checkpoints stay, and only they.
+  workdir = tmp_path / "good_then_bad"
+  assert run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2",
+                   "--config.train.checkpoint_every=1").returncode == 0
+  out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=4",
+                  "--config.train.checkpoint_every=1", "--config.optimizer.learning_rate=1e12",
+                  "--config.train.allow_config_changes=optimizer.learning_rate")
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "after step 3 " in out.stderr and "the last checkpoint is step 2" in out.stderr, out.stderr[-2000:]
   checkpointer = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), async_save=False)
-  assert checkpointer.latest_step() == bad_step - 1
-  cfg = small_config.get_config()
-  cfg.optimizer.update(name="adamw", learning_rate=1e12, clip_norm=0)
-  trainer = Trainer(cfg, num_tasks=3)
-  state, _ = checkpointer.restore(bad_step - 1, trainer.abstract_state, None,
-                                  trainer.abstract_state["params"])
-  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
+  assert checkpointer.latest_step() == 2
+  trainer = Trainer(small_config.get_config(), num_tasks=3)
+  state, _ = checkpointer.restore(2, trainer.abstract_state, None, trainer.abstract_state["params"])
+  assert all(np.abs(np.asarray(x)).max() < 10 for x in jax.tree.leaves(state["params"]))
 
 
-def test_incompatible_checkpoint_is_refused_naming_the_parameters(tmp_path, synthetic_data_dir):
+def test_a_refused_run_leaves_the_workdir_byte_identical(tmp_path, synthetic_data_dir):
   workdir = tmp_path / "run"
   assert run_train(workdir, synthetic_data_dir, "--config.train.num_steps=1").returncode == 0
+  before = tree_hash(workdir)
+  assert "config.json" in before and "config_history.jsonl" in before
   out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2",
                   "--config.model.decoder.mlp_dim=48")
-  assert out.returncode == 1
+  assert out.returncode == 2
   assert "decoder/blocks/0/mlp/gate: checkpoint [32, 64]" in out.stderr, out.stderr[-2000:]
+  assert tree_hash(workdir) == before
+  out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2",
+                  "--config.optimizer.learning_rate=0.5")
+  assert out.returncode == 2
+  assert "optimizer.learning_rate: workdir 0.001, now 0.5" in out.stderr, out.stderr[-2000:]
+  assert "--config.train.allow_config_changes=optimizer.learning_rate" in out.stderr
+  assert tree_hash(workdir) == before
+  # Allowed, it runs, and the history records both starts.
+  out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2",
+                  "--config.optimizer.learning_rate=0.5",
+                  "--config.train.allow_config_changes=optimizer.learning_rate")
+  assert out.returncode == 0, out.stderr[-2000:]
+  history = [json.loads(line) for line in open(workdir / "config_history.jsonl")]
+  assert [(h["step"], h["config"]["optimizer"]["learning_rate"]) for h in history] == [(0, 0.001), (1, 0.5)]
 
 
 @pytest.mark.parametrize("normalization", ["tokens", "examples"])
@@ -222,3 +277,54 @@ def test_the_default_config_learns_and_sees_every_task(tmp_path, synthetic_data_
   assert set(last["examples_seen"]) == set(tiny.get_config().data.mixture)
   assert all(n > 0 for n in last["examples_seen"].values()), last["examples_seen"]
   assert not last["dropped_examples"], last["dropped_examples"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 2 MB tmpfs: room for one checkpoint of tests/small_config.py (1.3 MB), not two."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+  if made.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
+  yield mount
+  subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_once_there_is_room(small_disk,
+                                                                                 synthetic_data_dir):
+  workdir = small_disk / "run"
+  args = ("--config.train.num_steps=4", "--config.train.checkpoint_every=2")
+  start = time.time()
+  out = run_train(workdir, synthetic_data_dir, *args)  # step 2 fits, step 4 does not
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert time.time() - start < 120  # the whole run; the failed save itself costs no wait
+  errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "No space left on device" in errors[0] and str(workdir) in errors[0], out.stderr
+  assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) <= 6, out.stderr[-3000:]
+  assert "step 2" in errors[0] and "intact" in errors[0]
+  subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+  # What a save that failed inside orbax's writers leaves (the disk filled during the write).
+  (workdir / "checkpoints" / "4.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+  resumed = run_train(workdir, synthetic_data_dir, *args)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resumed from" in resumed.stderr and "step 2" in resumed.stderr
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]  # the failed save's folder gone
+  assert logged_steps(workdir) == [1, 2, 3, 4]
+
+
+def test_a_read_only_checkpoint_directory_is_one_line_at_start_and_keeps_the_checkpoint(small_disk,
+                                                                                        synthetic_data_dir):
+  workdir = small_disk / "run"
+  assert run_train(workdir, synthetic_data_dir, "--config.train.num_steps=2").returncode == 0
+  before = tree_hash(workdir)
+  subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+  start = time.time()
+  out = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=4")
+  assert time.time() - start < 30, out.stderr[-3000:]
+  assert out.returncode == 2 and out.stderr.splitlines() == [out.stderr.strip()], out.stderr[-3000:]
+  assert out.stderr.startswith("error: cannot write to ") and "Read-only file system" in out.stderr
+  subprocess.run(["mount", "-o", "remount,rw,size=16m", str(small_disk)], check=True)
+  assert tree_hash(workdir) == before
+  resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=4")
+  assert resumed.returncode == 0 and "resumed from" in resumed.stderr, resumed.stderr[-3000:]
