@@ -135,13 +135,14 @@ MIMIC_STUDIES = [
 ]
 
 
-def write_mimic_cxr(root: Path, image_size: tuple[int, int] = (300, 360), extra_train_studies: int = 0) -> Path:
+def write_mimic_cxr(root: Path, image_size: tuple[int, int] = (300, 360), extra_train_studies: int = 0,
+                    extra_labels=(("Edema", "1.0"),)) -> Path:
   """MIMIC-CXR-JPG + mimic-cxr-reports.zip as PhysioNet ships them; images are portrait JPEGs."""
   studies = list(MIMIC_STUDIES)
   for k in range(extra_train_studies):  # benchmark scale: more train studies like the first one
     studies.append((f"1{k + 2000000:07d}", f"6{k:07d}", "train",
                     [(f"{k:08x}-0000aaaa-bbbb0000-cccc1111-dddd2222", "PA")], MIMIC_REPORT_1,
-                    {"Edema": "1.0"}))
+                    dict(extra_labels)))
   metadata, splits, chexpert = [], [], []
   root.mkdir(parents=True, exist_ok=True)
   with zipfile.ZipFile(root / "mimic-cxr-reports.zip", "w") as reports:
@@ -274,6 +275,22 @@ def test_mimic_cxr_classification_labels_conditions_and_upsampling(mimic):
       "Given the AP view X-ray image <img>. Q: Is cardiomegaly indicated by the image? (A) No (B) Yes A:")
   assert (example["target"], example["label"], example["condition"]) == ("Yes", 1, "cardiomegaly")
   assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "positive_f1")
+
+
+def test_mimic_cxr_classification_trains_on_eleven_conditions_and_upsamples_four(tmp_path):
+  # 3 images above + 9 more, every condition positive: train asks the 11 conditions in turn.
+  manual = write_mimic_cxr(tmp_path / "manual", image_size=(40, 48), extra_train_studies=9,
+                           extra_labels=[(c, "1.0") for c in CHEXPERT_COLUMNS])
+  classification = build(mimic_cxr.MimicCxrClassification, tmp_path / "tfds", manual)
+  train = records(classification, "train")
+  asked = {}
+  for record in train.values():
+    asked[text(record["condition"])] = asked.get(text(record["condition"]), 0) + 1
+  assert asked == {"atelectasis": 2, "cardiomegaly": 1, "consolidation": 2, "edema": 1, "pleural effusion": 1,
+                   "enlarged cardiomediastinum": 2, "fracture": 2, "lung lesion": 1, "lung opacity": 1,
+                   "pneumonia": 2, "pneumothorax": 1}  # 12 images; 4 up-sampled positives twice
+  assert "pleural other" not in asked and "support devices" not in asked and "no finding" not in asked
+  assert {text(r["condition"]) for r in records(classification, "test").values()} == set(mimic_cxr.SCORED_CONDITIONS)
 
 
 def test_mimic_cxr_report_sections_from_an_unzipped_tree(tmp_path):

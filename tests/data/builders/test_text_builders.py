@@ -401,7 +401,7 @@ def test_vqa_rad_splits_on_phrase_type(tmp_path):
   assert tasks.get("vqa_rad").metrics == ("bleu1", "token_f1")
 
 
-def test_slake_keeps_english_questions(tmp_path):
+def test_slake_keeps_both_languages_or_english_only(tmp_path):
   manual = tmp_path / "Slake1.0"
   for n, value in ((1, 60), (2, 180)):
     write_jpeg(str(manual / "imgs" / f"xmlab{n}" / "source.jpg"), 32, 48, value)
@@ -423,13 +423,20 @@ def test_slake_keeps_english_questions(tmp_path):
   for name, rows in splits.items():
     with open(manual / name, "w") as f:
       json.dump(rows, f, ensure_ascii=False, indent=1)
-  builder = build(slake.Slake, manual, tmp_path / "tfds")
+  builder = build(slake.Slake, manual, tmp_path / "tfds")  # the paper's: both languages
   assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
+      {"train": 3, "validation": 1, "test": 2}
+  example, _ = vqa_example("slake", tmp_path / "tfds", "test", "slake-5")
+  assert "Q: 使用什么模态? A:" in example["prompt"] and example["target"] == "CT"
+
+  english = build(slake.Slake, manual, tmp_path / "english", english_only=True)
+  assert {s: english.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
       {"train": 2, "validation": 1, "test": 1}
-  assert all(r["question"].isascii() for r in records(builder, "train"))
-  example, shot = vqa_example("slake", tmp_path / "tfds", "test", "slake-4")
+  assert all(r["question"].isascii() for r in records(english, "train"))
+  example, shot = vqa_example("slake", tmp_path / "english", "test", "slake-4")
   assert_vqa_prompt(example, "What modality is used?", shot)
   assert example["target"] == "CT" and example["images"][0].shape == (32, 48, 3)
+  assert slake.Slake(data_dir=str(tmp_path / "english")).info.metadata["builder_options"] == {"english_only": True}
 
 
 def write_pvqa(root, big_image=False):
