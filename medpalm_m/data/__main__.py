@@ -68,7 +68,7 @@ def cmd_build(args) -> None:
   from absl import logging
 
   from medpalm_m.data.builders import base
-  # TFDS logs warnings about its own folders (a refused build leaves an empty version folder); the
+  # TFDS warns about the version folder it is about to fill ("has no dataset_info.json"); the
   # builders report what a user needs, so a refusal stays the one line below.
   logging.set_verbosity(logging.ERROR)
   try:

@@ -297,11 +297,11 @@ def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> ta
   parts = [prompts.MIMIC_CXR_REPORT_INSTRUCTION]
   for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
     parts.append(tokenizer.escape_image_markers(_report_query(exemplar)) + " "
-                 + tasks.text(exemplar["findings"]))
+                 + prompts.answer(tasks.text(exemplar["findings"])))
   parts.append(_report_query(record))
   return {"id": tasks.text(record["id"]), "task": "mimic_cxr_report",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": tasks.text(record["findings"])}
+          "target": prompts.answer(tasks.text(record["findings"]))}
 
 
 def _classification_query(record: tasks.Record) -> str:
@@ -313,12 +313,12 @@ def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record
   parts = [prompts.MIMIC_CXR_CLASSIFICATION_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_classification_query(exemplar)) + " "
-                 + prompts.CHEST_XRAY_ANSWERS[int(exemplar["label"])])
+                 + prompts.answer(prompts.CHEST_XRAY_ANSWERS[int(exemplar["label"])]))
   parts.append(_classification_query(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "mimic_cxr_classification",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": prompts.CHEST_XRAY_ANSWERS[label], "label": label,
+          "target": prompts.answer(prompts.CHEST_XRAY_ANSWERS[label]), "label": label,
           # The paper's metrics are means over the five conditions.
           "condition": tasks.text(record["condition"])}
 

@@ -23,10 +23,11 @@ The paper's selection (Tu et al. 2023, A.1):
 The build reads the in-domain folders present and names those missing (stderr and
 `metadata.json` `missing_folders`); other folders are named and not read.
 
-Prompt (0-shot, Tu et al. 2023): "You are a helpful radiology assistant. The following are
-questions about radiology reports. Summarize the findings in the report into diagnostic
-statements. Given the findings: {findings}. Q: Summarize the findings. A:" -> the impression.
-The "." after the findings is left out when the findings already end with one.
+Prompt (0-shot, Tu et al. 2023): "Instructions: You are a helpful radiology assistant. The
+following are questions about radiology reports. Summarize the findings in the report into
+diagnostic statements. Given the findings: {findings}. Q: Summarize the findings. A:" -> the
+impression in the answer format (`prompts.answer`). The "." after the findings is left out when
+the findings already end with one.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def summarization_formatter(task_name: str):
     stop = "" if findings.endswith(".") else "."
     prompt = f"{prompts.MIMIC_III_INSTRUCTION} Given the findings: {findings}{stop} Q: Summarize the findings. A:"
     return {"id": tasks.text(record["id"]), "task": task_name, "images": [], "prompt": prompt,
-            "target": tasks.text(record["impression"])}
+            "target": prompts.answer(tasks.text(record["impression"]))}
 
   return format_summarization
 

@@ -142,11 +142,11 @@ def format_pubmedqa(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> 
 
   parts = [prompts.PUBMEDQA_INSTRUCTION]
   for exemplar in exemplars:
-    parts += [block(exemplar), prompts.PUBMEDQA_OPTIONS[int(exemplar["label"])]]
+    parts += [block(exemplar), prompts.answer(prompts.PUBMEDQA_OPTIONS[int(exemplar["label"])])]
   parts.append(block(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "pubmedqa", "images": [], "prompt": " ".join(parts),
-          "target": prompts.PUBMEDQA_OPTIONS[label], "label": label}
+          "target": prompts.answer(prompts.PUBMEDQA_OPTIONS[label]), "label": label}
 
 
 PUBMEDQA = tasks.register(tasks.Task(

@@ -215,7 +215,7 @@ def test_prompt_and_task(built):
       "calling. Identify the number of copies of the putative variant in pileup images. Given <img>. "
       "Q: How many copies of this putative variant are shown in the middle of the image? (A) 0 (B) 1 "
       "(C) 2 A:")
-  assert (example["target"], example["label"], example["variant_type"]) == ("1", 1, "indel")
+  assert (example["target"], example["label"], example["variant_type"]) == ("1.", 1, "indel")  # "1." as the paper
   assert example["images"][0].shape == (224, 224, 3)
   assert tasks.get("precision_fda").metrics == ("snp_f1", "indel_f1")
 

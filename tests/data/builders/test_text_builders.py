@@ -30,13 +30,14 @@ from medpalm_m.data.builders import (
 )
 from medpalm_m.data.tokenizer import count_image_markers
 
-MC_INSTRUCTION = ("The following are multiple choice questions about medical knowledge. Solve them in a "
+# The paper's format: prompts begin with "Instructions:", answers end with ".".
+MC_INSTRUCTION = ("Instructions: The following are multiple choice questions about medical knowledge. Solve them in a "
                   "step-by-step fashion, starting by summarizing the available information. Output a "
                   "single option from the four options as the final answer.")
-VQA_INSTRUCTION = ("You are a helpful medical assistant. The following are questions about medical "
+VQA_INSTRUCTION = ("Instructions: You are a helpful medical assistant. The following are questions about medical "
                    "knowledge. Solve them in a step-by-step fashion, referring to authoritative sources "
                    "as needed.")
-SUMMARY_INSTRUCTION = ("You are a helpful radiology assistant. The following are questions about radiology "
+SUMMARY_INSTRUCTION = ("Instructions: You are a helpful radiology assistant. The following are questions about radiology "
                        "reports. Summarize the findings in the report into diagnostic statements.")
 
 
@@ -116,10 +117,10 @@ def test_medqa_builds_the_paper_splits_and_two_shot_prompt(tmp_path):
     return (f"Question: {r['question']} (A) {options[0]} (B) {options[1]} (C) {options[2]} "
             f"(D) {options[3]} Answer:")
 
-  expected = " ".join([MC_INSTRUCTION] + [f"{block(s)} {tasks.text(s['options'][s['label']])}"
+  expected = " ".join([MC_INSTRUCTION] + [f"{block(s)} {tasks.text(s['options'][s['label']])}."
                                           for s in shots] + [block(test[0])])
   assert example["prompt"] == expected
-  assert example["target"] == "Drug c20"
+  assert example["target"] == "Drug c20."
   assert example["label"] == 2 and example["options"][2] == "Drug c20"
   assert example["images"] == []
 
@@ -163,8 +164,8 @@ def test_medmcqa_uses_dev_as_test_and_counts_cop_from_one(tmp_path):
   assert task.split_name("test") == "validation" and task.num_exemplars == 2
   source = pipeline.TaskSource(task, "test", str(tmp_path / "tfds"))
   examples = {source[i]["id"]: source[i] for i in range(len(source))}
-  assert examples["medmcqa-id-d2"]["target"] == "deltad2"
-  assert examples["medmcqa-id-d1"]["target"] == "alphad1"
+  assert examples["medmcqa-id-d2"]["target"] == "deltad2."
+  assert examples["medmcqa-id-d1"]["target"] == "alphad1."
   prompt = examples["medmcqa-id-d2"]["prompt"]
   assert prompt.startswith(MC_INSTRUCTION + " Question: ")
   assert prompt.endswith("Question: Drug of choice for disease d2 is: (A) alphad2 (B) betad2 (C) gammad2 "
@@ -234,11 +235,11 @@ def test_pubmedqa_builds_the_official_test_split_and_prompt(tmp_path):
   index = next(i for i in range(len(source)) if tasks.text(source.records[i]["id"]) == "105")
   example = source[index]
   (shot,) = [records(builder, "train")[j] for j in source.exemplar_indices(index)]
-  assert example["target"] == "no" and example["label"] == 1
+  assert example["target"] == "no." and example["label"] == 1
   assert example["prompt"] == (
-      "The following are questions about medical research. Answer yes, no or maybe given the context. "
-      f"Context: {shot['context']} Question: {shot['question']} (A) yes (B) no (C) maybe Answer: "
-      f"{('yes', 'no', 'maybe')[shot['label']]} "
+      "Instructions: The following are questions about medical research. Answer yes, no or maybe given the "
+      f"context. Context: {shot['context']} Question: {shot['question']} (A) yes (B) no (C) maybe Answer: "
+      f"{('yes', 'no', 'maybe')[shot['label']]}. "
       "Context: Background 105. Results 105. Question: Does treatment 105 work? (A) yes (B) no (C) maybe Answer:")
 
 
@@ -306,12 +307,13 @@ def test_mimic_iii_pairs_findings_with_impressions_and_formats_zero_shot(tmp_pat
   examples = {source[i]["id"]: source[i] for i in range(len(source))}
   assert examples["mimic_iii-CT_head-test-1"]["prompt"] == (
       f"{SUMMARY_INSTRUCTION} Given the findings: CT_head test finding 0 . Q: Summarize the findings. A:")
+  assert examples["mimic_iii-CT_head-test-1"]["target"] == "CT_head test impression 0."
   ood = pipeline.TaskSource(tasks.get("mimic_iii_ood"), "test", str(tmp_path / "tfds"))
   (example,) = [ood[i] for i in range(len(ood))]
   assert example["task"] == "mimic_iii_ood" and example["prompt"] == (
       f"{SUMMARY_INSTRUCTION} Given the findings: mild canal stenosis at l4-5 \\<img>. Q: Summarize the findings. A:")
   assert count_image_markers(example["prompt"]) == 0
-  assert example["target"] == "mild l4-5 stenosis ."
+  assert example["target"] == "mild l4-5 stenosis ."  # already ends with "."
   assert tasks.get("mimic_iii").metrics == tasks.get("mimic_iii_ood").metrics == ("rouge_l", "bleu4", "f1_radgraph")
   assert "train" not in tasks.get("mimic_iii_ood").splits  # evaluation only
 
@@ -355,7 +357,7 @@ def test_mimic_iii_empty_impression_is_malformed_and_unpaired_files_stop(tmp_pat
 # VQA -------------------------------------------------------------------------------------------
 
 def assert_vqa_prompt(example, question, exemplar):
-  assert example["prompt"] == (f"{VQA_INSTRUCTION} Given \\<img>. Q: {exemplar['question']} A: {exemplar['answer']} "
+  assert example["prompt"] == (f"{VQA_INSTRUCTION} Given \\<img>. Q: {exemplar['question']} A: {exemplar['answer']}. "
                                f"Given <img>. Q: {question} A:")
   assert count_image_markers(example["prompt"]) == 1 == len(example["images"])
 
@@ -397,7 +399,7 @@ def test_vqa_rad_splits_on_phrase_type(tmp_path):
 
   example, shot = vqa_example("vqa_rad", tmp_path / "tfds", "test", "vqa_rad-3")
   assert_vqa_prompt(example, "What organ is this?", shot)
-  assert example["target"] == "Liver" and example["images"][0].shape == (50, 50, 3)
+  assert example["target"] == "Liver." and example["images"][0].shape == (50, 50, 3)
   assert tasks.get("vqa_rad").metrics == ("bleu1", "token_f1")
 
 
@@ -427,7 +429,7 @@ def test_slake_keeps_both_languages_or_english_only(tmp_path):
   assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
       {"train": 3, "validation": 1, "test": 2}
   example, _ = vqa_example("slake", tmp_path / "tfds", "test", "slake-5")
-  assert "Q: 使用什么模态? A:" in example["prompt"] and example["target"] == "CT"
+  assert "Q: 使用什么模态? A:" in example["prompt"] and example["target"] == "CT."
 
   english = build(slake.Slake, manual, tmp_path / "english", english_only=True)
   assert {s: english.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
@@ -435,7 +437,7 @@ def test_slake_keeps_both_languages_or_english_only(tmp_path):
   assert all(r["question"].isascii() for r in records(english, "train"))
   example, shot = vqa_example("slake", tmp_path / "english", "test", "slake-4")
   assert_vqa_prompt(example, "What modality is used?", shot)
-  assert example["target"] == "CT" and example["images"][0].shape == (32, 48, 3)
+  assert example["target"] == "CT." and example["images"][0].shape == (32, 48, 3)
   assert slake.Slake(data_dir=str(tmp_path / "english")).info.metadata["builder_options"] == {"english_only": True}
 
 
@@ -465,7 +467,7 @@ def test_path_vqa_reads_its_pickles_with_the_restricted_unpickler(tmp_path):
   assert test["path_vqa-test-1"]["image_name"] == "test_0001" and test["path_vqa-test-1"]["answer_type"] == "OPEN"
   example, shot = vqa_example("path_vqa", tmp_path / "tfds", "test", "path_vqa-test-1")
   assert_vqa_prompt(example, "What is seen in test 1?", shot)
-  assert example["target"] == "cells 1"
+  assert example["target"] == "cells 1."
 
 
 class _Payload:
