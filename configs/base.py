@@ -34,6 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
       # prepared there (or synthetic).
       manual_dirs={},
       skip_malformed=False,  # skip and count malformed records of a real download instead of stopping
+      # Options of a real task's dataset, {task: {option: value}}, used when it is built from its
+      # manual dir (e.g. {"precision_fda": {"train_fraction": 1.0}} for a partial download,
+      # {"slake": {"english_only": True}}); `python -m medpalm_m.data list` names each task's.
+      builder_options={},
       max_prompt_tokens=224,  # text and image slots together; paper: 710
       max_target_tokens=32,  # paper: 256
       max_images=1,  # paper: at most one image per training context

@@ -196,7 +196,8 @@ def prepare_data(cfg) -> tuple[str, tok.Tokenizer]:
   manual_dirs = {t: p for t, p in dict(cfg.data.manual_dirs).items() if p}
   if manual_dirs:
     if jax.process_index() == 0:
-      build.prepare(data_dir, manual_dirs, skip_malformed=cfg.data.skip_malformed)
+      build.prepare(data_dir, manual_dirs, skip_malformed=cfg.data.skip_malformed,
+                    builder_options={t: dict(o) for t, o in dict(cfg.data.builder_options).items()})
     sync("real data built")
   return data_dir, load_tokenizer(cfg)
 

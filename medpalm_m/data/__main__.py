@@ -3,12 +3,15 @@
     python -m medpalm_m.data list
     python -m medpalm_m.data build [--data_dir=DIR]
     python -m medpalm_m.data build [--data_dir=DIR] medqa=~/dl/MedQA/data_clean \\
-        medmcqa=~/dl/medmcqa slake=~/dl/Slake1.0 [--skip_malformed]
+        medmcqa=~/dl/medmcqa slake=~/dl/Slake1.0 [--skip_malformed] \\
+        [--builder_option slake.english_only=True ...]
     python -m medpalm_m.data show --data_dir=DIR [--mixture=synthetic] [--n=20] --out=FOLDER
 
 `build` alone builds the synthetic MultiMedBench-mini and its tokenizer. Given TASK=PATH pairs it
 builds real datasets instead: each pair names a registered task (see `list`) and the folder that
 holds its manual download, and the task's builder is prepared under DIR unless it already is.
+`--builder_option TASK.OPTION=VALUE` sets an option of a task's dataset (`list` shows them).
+A refused download is one `error:` line naming the file.
 Training does the same on first use when the config gives `data.manual_dirs` (see
 configs/medpalm_m_12b_multimedbench.py).
 """
@@ -16,6 +19,7 @@ configs/medpalm_m_12b_multimedbench.py).
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -41,8 +45,10 @@ def cmd_list(args) -> None:
   from medpalm_m.data import tasks
   for name, task in sorted(tasks.all_tasks().items()):
     options = f" options={list(task.options)}" if task.options else ""
+    builder_options = getattr(task.builder, "OPTIONS", {})
+    settable = f" builder_options={sorted(builder_options)}" if builder_options else ""
     print(f"{name:38s} metrics={','.join(task.metrics)} exemplars={task.num_exemplars}"
-          f" paper_task={task.paper_task!r}{options}")
+          f" paper_task={task.paper_task!r}{options}{settable}")
   root = os.path.join(os.getcwd(), "configs", "mixtures")
   if os.path.isdir(root):
     for file in sorted(os.listdir(root)):
@@ -61,7 +67,8 @@ def cmd_build(args) -> None:
     print(f"MultiMedBench-mini ready under {os.path.expanduser(args.data_dir)} "
           f"({sum(timings.values()):.1f}s)")
     return
-  build.prepare(args.data_dir, args.manual_dirs, skip_malformed=args.skip_malformed)
+  build.prepare(args.data_dir, args.manual_dirs, builder_options=args.builder_options,
+                skip_malformed=args.skip_malformed)
 
 
 def _manual_dirs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
@@ -72,6 +79,23 @@ def _manual_dirs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str,
       parser.error(f"{pair!r} is not TASK=PATH")
     manual_dirs[task] = path
   return manual_dirs
+
+
+def _builder_options(parser: argparse.ArgumentParser, settings: list[str]) -> dict[str, dict]:
+  """TASK.OPTION=VALUE settings as {task: {option: value}}; values are Python literals (1.0,
+  True) or else strings."""
+  options: dict[str, dict] = {}
+  for setting in settings:
+    name, sep, text = setting.partition("=")
+    task, dot, option = name.partition(".")
+    if not (sep and dot and task and option and text):
+      parser.error(f"--builder_option {setting!r} is not TASK.OPTION=VALUE")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    options.setdefault(task, {})[option] = value
+  return options
 
 
 def cmd_show(args) -> None:
@@ -105,6 +129,8 @@ def main(argv=None) -> None:
   build.add_argument("--data_dir", default=DEFAULT_DATA_DIR, help="where the prepared TFDS datasets go")
   build.add_argument("--skip_malformed", action="store_true",
                      help="real datasets: skip and count malformed records instead of stopping at the first one")
+  build.add_argument("--builder_option", action="append", default=[], metavar="TASK.OPTION=VALUE",
+                     help="real datasets: an option of a task's dataset, e.g. precision_fda.train_fraction=1.0")
   build.add_argument("pairs", nargs="*", metavar="TASK=PATH",
                      help="a real task and the folder of its manual download")
   show = sub.add_parser("show", help="write a mixture's first examples to a folder")
@@ -115,12 +141,16 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   if args.command == "build":
     args.manual_dirs = _manual_dirs(build, args.pairs)
-    if args.skip_malformed and not args.manual_dirs:
-      build.error("--skip_malformed applies to real datasets, given as TASK=PATH")
+    args.builder_options = _builder_options(build, args.builder_option)
+    if (args.skip_malformed or args.builder_options) and not args.manual_dirs:
+      build.error("--skip_malformed and --builder_option apply to real datasets, given as TASK=PATH")
   sys.path.insert(0, os.getcwd())  # configs/ is importable from the repository root
   from medpalm_m import runtime
   runtime.quiet_libraries()
-  with cli.errors_as_lines():
+  from medpalm_m.data.builders import base
+  # A refused download (missing or malformed file, unsafe pickle, bad image): the build ran and
+  # stopped, exit 1, one line naming the file.
+  with cli.errors_as_lines(failures=base.REFUSALS):
     {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 TOKENIZER_VOCAB_SIZE = 2048
 _TOKENIZER_SAMPLES_PER_TASK = 1500
@@ -61,19 +61,22 @@ def build_synthetic(data_dir: str, *, verbose: bool = True) -> dict[str, float]:
   return timings
 
 
-def prepare(data_dir: str, manual_dirs: Mapping[str, str], *, skip_malformed: bool = False,
+def prepare(data_dir: str, manual_dirs: Mapping[str, str], *,
+            builder_options: Mapping[str, Mapping[str, Any]] | None = None, skip_malformed: bool = False,
             verbose: bool = True) -> dict[str, float]:
   """Prepare each named task's builder from its manual dir; empty paths are ignored.
 
-  Several tasks may read one dataset (one builder); they must then name the same folder. Training
-  calls this on first use when the config gives `data.manual_dirs`.
+  Several tasks may read one dataset (one builder); they must then name the same folder.
+  `builder_options` gives {task: {option: value}} (the builder's OPTIONS, e.g. PrecisionFDA's
+  train_fraction); a dataset already prepared with other option values is refused rather than
+  silently kept. Training calls this on first use when the config gives `data.manual_dirs`.
   Returns seconds spent per builder (0 for one already prepared).
   """
   import tensorflow_datasets as tfds
 
   from medpalm_m.data import tasks
   data_dir = os.path.expanduser(data_dir)
-  paths: dict[object, tuple[str, str]] = {}  # builder -> (manual dir, first task naming it)
+  paths: dict[type, tuple[str, str]] = {}  # builder -> (manual dir, first task naming it)
   for task_name, path in manual_dirs.items():
     if not path:
       continue
@@ -83,12 +86,16 @@ def prepare(data_dir: str, manual_dirs: Mapping[str, str], *, skip_malformed: bo
       raise ValueError(f"tasks {paths[builder_cls][1]!r} and {task_name!r} read the same dataset but were "
                        f"given different folders ({paths[builder_cls][0]} and {path}); give one")
     paths.setdefault(builder_cls, (path, task_name))
+  options = options_by_builder(builder_options or {})
   tfds.disable_progress_bar()
   timings: dict[str, float] = {}
   for builder_cls, (path, task_name) in paths.items():
     start = time.perf_counter()
-    builder = builder_cls(data_dir=data_dir, manual_dir=path, skip_malformed=skip_malformed)
-    if not builder.is_prepared():
+    builder = builder_cls(data_dir=data_dir, manual_dir=path, skip_malformed=skip_malformed,
+                          **options.get(builder_cls, {}))
+    if builder.is_prepared():
+      _check_prepared_options(builder, task_name)
+    else:
       builder.download_and_prepare()
       if verbose:
         counts = ", ".join(f"{s} {info.num_examples}" for s, info in sorted(builder.info.splits.items()))
@@ -96,3 +103,38 @@ def prepare(data_dir: str, manual_dirs: Mapping[str, str], *, skip_malformed: bo
               f"in {time.perf_counter() - start:.0f}s", flush=True)
     timings[builder.name] = time.perf_counter() - start
   return timings
+
+
+def options_by_builder(builder_options: Mapping[str, Mapping[str, Any]]) -> dict[type, dict[str, Any]]:
+  """{task: {option: value}} as {builder class: {option: value}}, each option checked against
+  the builder's OPTIONS; tasks of one builder must not disagree."""
+  from medpalm_m.data import tasks
+  merged: dict[type, dict[str, Any]] = {}
+  for task_name, task_options in builder_options.items():
+    builder_cls = tasks.get(task_name).builder
+    known = getattr(builder_cls, "OPTIONS", {})
+    for option, value in dict(task_options).items():
+      if option not in known:
+        offered = ", ".join(f"{name} ({what})" for name, what in known.items()) or "none"
+        raise ValueError(f"data.builder_options.{task_name}: the {task_name} dataset has no option "
+                         f"{option!r}; its options: {offered}")
+      chosen = merged.setdefault(builder_cls, {})
+      if option in chosen and chosen[option] != value:
+        raise ValueError(f"data.builder_options: tasks of one dataset give {option} both "
+                         f"{chosen[option]!r} and {value!r}; give one")
+      chosen[option] = value
+  return merged
+
+
+def _check_prepared_options(builder, task_name: str) -> None:
+  """Refuse a prepared dataset whose stored options differ from those asked now (datasets
+  prepared before options were stored are taken as they are)."""
+  stored = builder.info.metadata.get("builder_options") if builder.info.metadata else None
+  if stored is None:
+    return
+  asked = builder.option_values()
+  differ = {name: (stored.get(name), value) for name, value in asked.items() if stored.get(name) != value}
+  if differ:
+    what = ", ".join(f"{name}={old!r} (asked: {new!r})" for name, (old, new) in differ.items())
+    raise ValueError(f"{task_name}: {builder.data_dir} was prepared with {what}; delete that folder to "
+                     "rebuild it with the options asked, or ask for the options it was built with")

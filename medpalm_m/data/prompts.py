@@ -1,4 +1,11 @@
-"""The paper's prompts in one place: instructions, option lists and the answer formats.
+"""The paper's prompts in one place: instructions, option lists and the answer format.
+
+The paper's format on every task (Tu et al. 2023, Tables A.9-A.13): the prompt begins with
+"Instructions:" (`instructions`), and every answer, the target and each exemplar's, ends with "."
+("Yes.", "Nevus.", "1."; `answer`). Option lists and option scoring use the option texts in that
+format too (`answer`), so the likelihood scored is that of the text the model is trained to
+produce. The metrics read answers back without it: choice parsing and the text metrics' tokenizers
+drop trailing punctuation (metrics/choice.py, metrics/text.py).
 
 Real builders (`data/builders/`) and their synthetic analogs (`data/synthetic/`) take their
 instructions and option sets from here, and a prompt form that a real task and its analog share
@@ -19,6 +26,18 @@ from medpalm_m.data import tokenizer
 
 # Option i is shown as "(A)", "(B)", ...; answers are parsed back with the same letters.
 OPTION_LETTERS = string.ascii_uppercase
+
+
+def instructions(text: str) -> str:
+  """The paper's instruction block: "Instructions: You are a helpful ..."."""
+  return f"Instructions: {text}"
+
+
+def answer(text: str) -> str:
+  """The paper's answer format: the answer ending with "." ("Yes" -> "Yes."); an answer that
+  already ends with one (a report's findings) is kept as it is."""
+  text = text.strip()
+  return text if text.endswith(".") else f"{text}."
 
 
 def option_letter(index: int) -> str:
@@ -48,18 +67,18 @@ MAMMOGRAM_VIEWS = {"CC": "craniocaudal", "MLO": "mediolateral oblique"}
 
 # The paper's instructions, verbatim [Med-PaLM M Fig. 2 and Table A.9] --------------------------
 
-MEDQA_INSTRUCTION = (
+MEDQA_INSTRUCTION = instructions(
     "The following are multiple choice questions about medical knowledge. Solve them in a "
     "step-by-step fashion, starting by summarizing the available information. Output a single "
     "option from the four options as the final answer.")
-MIMIC_III_INSTRUCTION = (
+MIMIC_III_INSTRUCTION = instructions(
     "You are a helpful radiology assistant. The following are questions about radiology "
     "reports. Summarize the findings in the report into diagnostic statements.")
-VQA_INSTRUCTION = (
+VQA_INSTRUCTION = instructions(
     "You are a helpful medical assistant. The following are questions about medical knowledge. "
     "Solve them in a step-by-step fashion, referring to authoritative sources as needed.")
-MIMIC_CXR_REPORT_INSTRUCTION = (
-    "Instructions: You are a helpful radiology assistant. Describe what lines, tubes, and devices "
+MIMIC_CXR_REPORT_INSTRUCTION = instructions(
+    "You are a helpful radiology assistant. Describe what lines, tubes, and devices "
     "are present and each of their locations. Describe if pneumothorax is present; if present, "
     "describe size on each side. Describe if pleural effusion is present; if present, describe "
     "amount on each side. Describe if lung opacity (atelectasis, fibrosis, consolidation, "
@@ -67,25 +86,29 @@ MIMIC_CXR_REPORT_INSTRUCTION = (
     "locations. Describe the cardiac silhouette size. Describe the width and contours of the "
     "mediastinum. Describe if hilar enlargement is present; if enlarged, describe side. Describe "
     "what fractures or other skeletal abnormalities are present.")
-MIMIC_CXR_CLASSIFICATION_INSTRUCTION = (
-    "Instructions: You are a helpful radiology assistant. The following are questions about "
+MIMIC_CXR_CLASSIFICATION_INSTRUCTION = instructions(
+    "You are a helpful radiology assistant. The following are questions about "
     "findings in chest X-ray in different views. Identify if a specific type of abnormality is "
     "shown in the X-ray.")
-PAD_UFES_20_INSTRUCTION = (
-    "Instructions: You are a helpful dermatology assistant. The following are questions about "
+PAD_UFES_20_INSTRUCTION = instructions(
+    "You are a helpful dermatology assistant. The following are questions about "
     "skin lesions. Categorize the skin lesions into the most likely class given the patient "
     "history.")
-VINDR_MAMMO_INSTRUCTION = (
-    "Instructions: You are a helpful medical assistant. The following are questions about "
+VINDR_MAMMO_INSTRUCTION = instructions(
+    "You are a helpful medical assistant. The following are questions about "
     "mammography reading. Provide a breast-level assessment based on the BI-RADS categories.")
 # Real and synthetic PrecisionFDA share the paper's 0-shot prompt.
-PRECISION_FDA_INSTRUCTION = (
-    "Instructions: You are a helpful genetic assistant. The following are questions about "
+PRECISION_FDA_INSTRUCTION = instructions(
+    "You are a helpful genetic assistant. The following are questions about "
     "variant calling. Identify the number of copies of the putative variant in pileup images.")
 # Not the paper's: real PubMedQA uses its synthetic analog's instruction (the task's form is the
 # same).
-PUBMEDQA_INSTRUCTION = ("The following are questions about medical research. "
-                        "Answer yes, no or maybe given the context.")
+PUBMEDQA_INSTRUCTION = instructions(
+    "The following are questions about medical research. Answer yes, no or maybe given the context.")
+# Not the paper's: it shows CBIS-DDSM's 0-shot prompt without an instruction, but begins every
+# task's prompt with "Instructions:"; these are the first two sentences of its VinDr-Mammo one.
+CBIS_DDSM_INSTRUCTION = instructions(
+    "You are a helpful medical assistant. The following are questions about mammography reading.")
 
 
 # The synthetic analogs' shortened instructions -------------------------------------------------
@@ -93,23 +116,23 @@ PUBMEDQA_INSTRUCTION = ("The following are questions about medical research. "
 # The paper's instruction goes on ("Solve them in a step-by-step fashion, ... Output a single option
 # from the four options as the final answer."); two exemplars and the question already fill the
 # tiny config's 176 prompt tokens, so only its first sentence is kept.
-SYNTHETIC_MEDQA_INSTRUCTION = "The following are multiple choice questions about medical knowledge."
-SYNTHETIC_MIMIC_III_INSTRUCTION = (
+SYNTHETIC_MEDQA_INSTRUCTION = instructions("The following are multiple choice questions about medical knowledge.")
+SYNTHETIC_MIMIC_III_INSTRUCTION = instructions(
     "You are a helpful radiology assistant. Summarize the findings in the report into "
     "diagnostic statements.")
-SYNTHETIC_VQA_INSTRUCTION = (
+SYNTHETIC_VQA_INSTRUCTION = instructions(
     "You are a helpful medical assistant. The following are questions about medical images.")
 # The paper's instruction lists what to describe (devices, pneumothorax, effusion, lungs, heart,
 # bones) in a paragraph; shortened to what these radiographs show.
-SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION = (
-    "Instructions: You are a helpful radiology assistant. Describe pneumothorax, effusions, "
+SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION = instructions(
+    "You are a helpful radiology assistant. Describe pneumothorax, effusions, "
     "lungs and heart.")
-SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION = (
+SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION = instructions(
     "You are a helpful radiology assistant. Identify if a specific type of abnormality is "
     "shown in the X-ray.")
-SYNTHETIC_PAD_UFES_20_INSTRUCTION = (
+SYNTHETIC_PAD_UFES_20_INSTRUCTION = instructions(
     "You are a helpful dermatology assistant. Classify the skin lesion.")
-SYNTHETIC_VINDR_MAMMO_INSTRUCTION = (
+SYNTHETIC_VINDR_MAMMO_INSTRUCTION = instructions(
     "You are a helpful medical assistant. Provide a breast-level assessment based on the "
     "BI-RADS categories.")
 
@@ -131,7 +154,7 @@ def vindr_formatter(task_name: str, instruction: str):
     parts = [instruction]
     for exemplar in exemplars:
       parts.append(tokenizer.escape_image_markers(_vindr_query(exemplar)) + " "
-                   + BIRADS_OPTIONS[int(exemplar["label"])])
+                   + answer(BIRADS_OPTIONS[int(exemplar["label"])]))
     parts.append(_vindr_query(record))
     label = int(record["label"])
     return {
@@ -139,7 +162,7 @@ def vindr_formatter(task_name: str, instruction: str):
         "task": task_name,
         "images": [np.asarray(record["image"])],
         "prompt": " ".join(parts),
-        "target": BIRADS_OPTIONS[label],
+        "target": answer(BIRADS_OPTIONS[label]),
         "label": label,
     }
 
@@ -155,7 +178,7 @@ def _zero_shot_choice(record: tasks.Record, task_name: str, prompt: str,
       "task": task_name,
       "images": [np.asarray(record["image"])],
       "prompt": prompt,
-      "target": options[label],
+      "target": answer(options[label]),
       "label": label,
   }
 
@@ -163,7 +186,7 @@ def _zero_shot_choice(record: tasks.Record, task_name: str, prompt: str,
 def format_cbis(record: tasks.Record, exemplars: Sequence[tasks.Record], *, task_name: str,
                 abnormality: str) -> tasks.Example:
   del exemplars  # 0-shot, as in the paper
-  prompt = (f"Given mammogram image {tokenizer.IMAGE_MARKER}. "
+  prompt = (f"{CBIS_DDSM_INSTRUCTION} Given mammogram image {tokenizer.IMAGE_MARKER}. "
             f"Image view: {tasks.text(record['view'])} "
             f"Q: Which of the following is the most likely type of the patient's breast "
             f"{abnormality}? {option_list(PATHOLOGIES)} A:")

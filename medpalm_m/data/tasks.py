@@ -29,6 +29,14 @@ class Task:
   paper_task: str | None = None
   postprocess: Callable[[str], str] = str.strip
 
+  def option_targets(self) -> tuple[str, ...]:
+    """Each option as a target, in the answer format the formatters give it ("Yes."): the texts
+    whose likelihoods option scoring compares."""
+    from medpalm_m.data import prompts  # prompts imports this module
+    if self.options is None:
+      raise ValueError(f"task {self.name!r} has no options")
+    return tuple(prompts.answer(option) for option in self.options)
+
   def split_name(self, split: str) -> str:
     if split not in self.splits:
       raise ValueError(f"task {self.name!r} has no {split!r} split; it has {sorted(self.splits)}")

@@ -127,7 +127,8 @@ class Evaluator:
     generated = self._decode_rows(params, n, read.features)
     probs = None
     if task.options and "macro_auc" in task.metrics:
-      probs = self.option_probabilities(params, n, read.with_target, task.options)
+      # The options as the model is trained to answer them ("Yes.").
+      probs = self.option_probabilities(params, n, read.with_target, task.option_targets())
     # Each process read only the examples its rows needed; process 0 scores them all.
     gathered = {}
     for share in runtime_lib.gather_from_processes(read.summaries()):

@@ -134,12 +134,13 @@ def test_prompt_format(task: tasks.Task, built):
     prompt = example["prompt"]
     assert count_image_markers(prompt) == len(example["images"]) == 1
     assert prompt.count(ESCAPED_IMAGE_MARKER) == task.num_exemplars  # the exemplar's image is text
-    assert prompt.endswith("A:")
+    assert prompt.endswith("A:") and prompt.startswith("Instructions: ")
     query = split_on_image_markers(prompt)[-1]  # the text after the real image
     if task.options is not None:
       assert prompts.option_list(task.options) in query
-      assert example["target"] in task.options
-      assert example["target"] == task.options[example["label"]]
+      # The option's text in the paper's answer format ("Yes."), the text option scoring scores.
+      assert example["target"] == task.options[example["label"]] + "."
+      assert example["target"] == task.option_targets()[example["label"]]
     # Short enough for the tiny default model.
     assert _words(prompt) <= 85, (_words(prompt), prompt)
     assert len(example["target"].split()) <= 25, example["target"]
@@ -168,9 +169,10 @@ def test_cbis_and_genomics_prompts_are_the_papers():
   record = {"id": "x", "image": np.zeros((96, 96, 1), np.uint8), "label": 2, "view": b"MLO"}
   example = mammography.CBIS_CALC_TASK.formatter(record, [])
   assert example["prompt"] == (
-      "Given mammogram image <img>. Image view: MLO Q: Which of the following is the most likely type "
-      "of the patient's breast calcification? (A) BENIGN (B) BENIGN_WITHOUT_CALLBACK (C) MALIGNANT A:")
-  assert example["target"] == "MALIGNANT"
+      "Instructions: You are a helpful medical assistant. The following are questions about mammography "
+      "reading. Given mammogram image <img>. Image view: MLO Q: Which of the following is the most likely "
+      "type of the patient's breast calcification? (A) BENIGN (B) BENIGN_WITHOUT_CALLBACK (C) MALIGNANT A:")
+  assert example["target"] == "MALIGNANT."
   record = {"id": "x", "image": np.zeros((224, 224, 3), np.uint8), "label": 1, "variant_type": b"snp"}
   example = genomics.TASK.formatter(record, [])
   assert example["prompt"] == (
@@ -178,7 +180,7 @@ def test_cbis_and_genomics_prompts_are_the_papers():
       "calling. Identify the number of copies of the putative variant in pileup images. Given <img>. "
       "Q: How many copies of this putative variant are shown in the middle of the image? "
       "(A) 0 (B) 1 (C) 2 A:")
-  assert (example["target"], example["variant_type"]) == ("1", "snp")
+  assert (example["target"], example["variant_type"]) == ("1.", "snp")
 
 
 def test_cxr_report_says_what_the_labels_say(built):

@@ -111,7 +111,8 @@ def test_examples_have_the_paper_prompt_form(task: tasks.Task, built):
     assert set(example) >= {"id", "task", "images", "prompt", "target"}
     assert example["task"] == task.name and example["id"] == tasks.text(record["id"])
     prompt, target = example["prompt"], example["target"]
-    assert prompt.startswith(INSTRUCTIONS[task.name])
+    assert prompt.startswith("Instructions: ") and prompt.startswith(INSTRUCTIONS[task.name])
+    assert target.endswith(".")  # the paper's answer format
     assert count_image_markers(prompt) == len(example["images"])
     assert _words(prompt) <= 85 and 1 <= len(target.split()) <= 25, (prompt, target)
     if task in VQA_TASKS:
@@ -121,17 +122,17 @@ def test_examples_have_the_paper_prompt_form(task: tasks.Task, built):
       # The exemplar's image is the literal text, never a second image slot.
       assert prompt.count(f"Given {ESCAPED_IMAGE_MARKER}. Q: ") == 1
       assert prompt.endswith(f"Given <img>. Q: {tasks.text(record['question'])} A:")
-      assert target == tasks.text(record["answer"])
+      assert target == tasks.text(record["answer"]) + "."  # the paper's answer format
     else:
       assert example["images"] == [] and ESCAPED_IMAGE_MARKER not in prompt
     if task in QA_TASKS:
       options = [tasks.text(o) for o in record["options"]]
       assert len(set(options)) == 4 and prompts.option_list(options) in prompt
       assert prompt.count("Answer:") == 3 and prompt.endswith("Answer:")  # 2 exemplars + query
-      assert target == options[example["label"]]  # the option's text, as in the paper
+      assert target == options[example["label"]] + "."  # the option's text, as in the paper
     if task is medical_qa.PUBMEDQA:
       assert "(A) yes (B) no (C) maybe" in prompt
-      assert target == task.options[example["label"]]
+      assert target == task.options[example["label"]] + "." == task.option_targets()[example["label"]]
 
 
 @ids
@@ -196,7 +197,7 @@ def test_qa_answers_follow_the_fact_base(task: tasks.Task, built):
     subject = _subject(tasks.text(record["question"]))
     relation, answer = medical_qa.FACTS[subject]
     options = [tasks.text(o) for o in record["options"]]
-    assert learned[subject] == {answer} and example["target"] == answer
+    assert learned[subject] == {answer} and example["target"] == answer + "."
     # Distractors are answers of the same relation, so the option type gives nothing away.
     assert set(options) <= set(next(r for r in medical_qa.RELATIONS if r.name == relation).answers)
   labels = collections.Counter(r["label"] for r in data.records["train"])
@@ -218,8 +219,8 @@ def test_pubmedqa_answer_is_the_verdict_on_the_asked_drug(built):
     results = [s for s in re.findall(r"[^.]+\.", context) if "Treatment with" in s]
     (asked,) = [s for s in results if drug in s]
     (other,) = [s for s in results if drug not in s]
-    assert example["target"] == _verdict(asked)
-    distractor_disagrees.append(_verdict(other) != example["target"])
+    assert example["target"] == _verdict(asked) + "."
+    distractor_disagrees.append(_verdict(other) + "." != example["target"])
   # Reading the wrong result sentence would be wrong most of the time.
   assert np.mean(distractor_disagrees) > 0.5
   answers = collections.Counter(int(r["label"]) for r in data.records["train"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from medpalm_m import metrics as M
@@ -72,3 +73,28 @@ def test_baseline_generation_and_mixed():
 
 def test_baseline_auc_single_class_nan():
   assert math.isnan(M.baseline(["macro_auc"], ["Yes", "Yes"], options=YES_NO)["macro_auc"])
+
+
+def test_the_papers_answer_format_leaves_every_score_unchanged():
+  """Targets and exemplars end with "." ("Yes.", data/prompts.answer); the metrics read answers
+  back without it, so a model answering in the format scores as it would without."""
+  from medpalm_m.data.prompts import answer
+  cases = [
+      (["accuracy", "macro_f1", "positive_f1"], ["Yes", "No", "No", "Yes"], ["Yes", "Yes", "No", "No"],
+       dict(options=YES_NO)),
+      (["macro_auc"], ["Yes", "No", "No"], ["Yes", "Yes", "No"],
+       dict(options=YES_NO, option_probs=np.array([[0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]))),
+      (["snp_f1", "indel_f1"], ["1", "2", "0", "1"], ["1", "1", "0", "2"],
+       dict(variant_types=["snp", "snp", "indel", "indel"])),
+      (["bleu1", "bleu4", "bleu1_sentence", "rouge_l", "cider_d", "token_f1"],
+       ["left lower lobe opacity", "no acute process", "2.5 cm mass", "肺"],
+       ["left lower lobe consolidation", "no acute cardiopulmonary process", "2.5 cm mass", "肺"], {}),
+  ]
+  for names, predictions, targets, inputs in cases:
+    plain = M.score(names, predictions, targets, **inputs)
+    formatted = M.score(names, [answer(p) for p in predictions], [answer(t) for t in targets], **inputs)
+    assert formatted == pytest.approx(plain), names
+    plain_baseline = M.baseline(names, targets, **{k: v for k, v in inputs.items() if k != "option_probs"})
+    formatted_baseline = M.baseline(names, [answer(t) for t in targets],
+                                    **{k: v for k, v in inputs.items() if k != "option_probs"})
+    assert formatted_baseline == pytest.approx(plain_baseline), names

@@ -19,11 +19,22 @@ names its file and line. With `skip_malformed=True` each malformed record is ski
 reported (stderr) when the build ends, and the count plus the first reasons are stored in the
 prepared dataset's `metadata.json` (`malformed_skipped`, `malformed_examples`); they are also on
 `builder.malformed_records`. A file that cannot be parsed at all (truncated JSON, missing CSV
-columns) always stops the build: there is no record boundary to skip to.
+columns, text that is not UTF-8) always stops the build: there is no record boundary to skip to.
+
+Records the paper's selection leaves out (MIMIC-III findings over 600 tokens, ...) are not
+malformed: `leave_out(split, reason)` counts them, and the counts are reported when the build ends
+and stored in `metadata.json` (`left_out`).
+
+Builder options: a subclass that takes keyword options (PrecisionFDA's `train_fraction`, Slake's
+`english_only`) names them in `OPTIONS`; their values are stored in `metadata.json`
+(`builder_options`), so a dataset prepared with other values is recognised (`build.prepare`).
+
+Every refusal of a download is one of `REFUSALS`, and its message names the file (or folder).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import glob
@@ -37,6 +48,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from medpalm_m.data import images
+from medpalm_m.data.builders import safe_pickle
 
 # A REQUIRED_FILES entry: a path relative to the manual directory (glob patterns allowed), or a
 # tuple of such paths of which any one suffices (e.g. a pickled or a parquet distribution).
@@ -67,6 +79,17 @@ class MalformedRecordError(ValueError):
     super().__init__(f"{where}: {reason}")
 
 
+# What a build raises when it refuses a download; each message names the file or folder.
+REFUSALS = (ManualDataError, MalformedRecordError, safe_pickle.UnsafePickleError, images.ImageError)
+
+
+def option_hint(task: str, option: str, value: object) -> str:
+  """How a user sets a builder option, from each command that builds."""
+  return (f"--builder_option {task}.{option}={value} for medpalm_m.data build, "
+          f"data.builder_options={{'{task}': {{'{option}': {value!r}}}}} in the config of "
+          "medpalm_m.train / evaluate")
+
+
 class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A TFDS builder that reads a user's local download; see the module docstring."""
 
@@ -79,6 +102,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # Images are stored RGB with their longer side at most this many pixels (the model sees 224):
   # keeps the prepared data small without losing what the paper's resolution needs.
   IMAGE_MAX_SIDE = 512
+  # Keyword options of the subclass's __init__: name -> what it selects (see the module docstring).
+  OPTIONS: Mapping[str, str] = {}
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -95,6 +120,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._config_manual_dir: str | None = None
     self.skip_malformed = skip_malformed
     self.malformed_records: list[MalformedRecordError] = []
+    self.left_out: collections.Counter[str] = collections.Counter()
 
   # Subclass interface -------------------------------------------------------------------------
   def features(self) -> tfds.features.FeaturesDict:
@@ -108,6 +134,15 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """What to check when `split` comes out with no records; a builder whose options select
     records (a sampled fraction) names them."""
     return f"check that the files are complete:\n{self.instructions()}"
+
+  def option_values(self) -> dict[str, Any]:
+    """The value of each of OPTIONS this builder was made with (the subclass keeps each as an
+    attribute of the same name)."""
+    return {name: getattr(self, name) for name in self.OPTIONS}
+
+  def leave_out(self, split: str, reason: str) -> None:
+    """Count a record the paper's selection leaves out of `split` (not a malformed one)."""
+    self.left_out[f"{split}: {reason}"] += 1
 
   # Where the data is --------------------------------------------------------------------------
   @classmethod
@@ -170,7 +205,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def jsonl_records(self, path: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) per non-blank line; a bad line is malformed."""
     with open(path, encoding="utf-8") as f:
-      for line_number, line in enumerate(f, 1):
+      for line_number, line in _utf8_lines(path, f):
         if not line.strip():
           continue
         try:
@@ -183,8 +218,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @staticmethod
   def json_items(path: str) -> Iterator[tuple[int, str | int, Any]]:
     """(line number, key or index, value) of each item of a top-level JSON list or object."""
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
+    text = read_text(path)
     decoder = json.JSONDecoder()
     index = _skip_space(text, 0)
     if index >= len(text) or text[index] not in "[{":
@@ -215,20 +249,32 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       yield line, key, value
       position += 1
 
-  @staticmethod
-  def csv_rows(path: str, columns: Sequence[str] = (), **reader_args) -> Iterator[tuple[int, dict[str, str]]]:
-    """(first line of the row, row) of a CSV file with a header (gzip if it ends in .gz)."""
+  def csv_rows(self, path: str, columns: Sequence[str] = (), **reader_args) -> Iterator[tuple[int, dict[str, str]]]:
+    """(first line of the row, row) of a CSV file with a header (gzip if it ends in .gz).
+
+    A row with more or fewer fields than the header is malformed ("25 fields where 26 are
+    expected"), named by its line.
+    """
     import gzip
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", newline="") as f:
-      reader = csv.DictReader(f, **reader_args)
-      missing = [c for c in columns if c not in (reader.fieldnames or ())]
-      if missing:
-        raise MalformedRecordError(path, 1, f"missing columns {missing}; the header has {reader.fieldnames}")
-      start = reader.line_num + 1
-      for row in reader:
-        yield start, row
+      reader = csv.DictReader(_utf8_lines_only(path, f), **reader_args)
+      try:
+        fieldnames = reader.fieldnames or ()
+        missing = [c for c in columns if c not in fieldnames]
+        if missing:
+          raise MalformedRecordError(path, 1, f"missing columns {missing}; the header has {reader.fieldnames}")
         start = reader.line_num + 1
+        for row in reader:
+          # DictReader files surplus fields under the key None and fills absent ones with None.
+          found = len(fieldnames) + len(row.pop(None, ())) - sum(v is None for v in row.values())
+          if found != len(fieldnames):
+            self.malformed(path, start, f"{found} fields where {len(fieldnames)} are expected")
+          else:
+            yield start, row
+          start = reader.line_num + 1
+      except csv.Error as e:
+        raise MalformedRecordError(path, reader.line_num, f"not readable as CSV: {e}") from None
 
   def load_image(self, path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 (PNG, JPEG or DICOM via images.read_image), longer side <= IMAGE_MAX_SIDE."""
@@ -258,8 +304,12 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if download_config is not None and download_config.manual_dir:
       self._config_manual_dir = os.path.expanduser(str(download_config.manual_dir))
     self.malformed_records = []
+    self.left_out.clear()
     super().download_and_prepare(download_dir=download_dir, download_config=download_config,
                                  file_format=file_format)
+    if self.left_out:
+      counts = "\n".join(f"  {reason}: {n}" for reason, n in sorted(self.left_out.items()))
+      print(f"{self.name}: left out by the paper's data selection:\n{counts}", file=sys.stderr, flush=True)
     if self.malformed_records:
       shown = "\n".join(f"  {e}" for e in self.malformed_records[:20])
       more = len(self.malformed_records) - 20
@@ -289,6 +339,39 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # Written into metadata.json with the dataset, so the count outlives this process.
     self.info.metadata["malformed_skipped"] = len(self.malformed_records)
     self.info.metadata["malformed_examples"] = [str(e) for e in self.malformed_records[:_MAX_REASONS_KEPT]]
+    self.info.metadata["left_out"] = dict(self.left_out)
+    self.info.metadata["builder_options"] = self.option_values()
+
+
+def read_text(path: str) -> str:
+  """A whole UTF-8 file; text that is not UTF-8 is refused naming the file and its line."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise MalformedRecordError(path, data.count(b"\n", 0, e.start) + 1,
+                               f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _utf8_lines(path: str, lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+  """(line number, line) of a text file opened as UTF-8; a byte that is not UTF-8 stops the build
+  naming the file and line (a decoding error alone names neither)."""
+  iterator, line_number = iter(lines), 0
+  while True:
+    try:
+      line = next(iterator)
+    except StopIteration:
+      return
+    except UnicodeDecodeError as e:
+      # Decoded in blocks, so the bad byte is somewhere after the last line that was read.
+      raise MalformedRecordError(path, None, f"not UTF-8 text after line {line_number} ({e.reason})") from None
+    line_number += 1
+    yield line_number, line
+
+
+def _utf8_lines_only(path: str, lines: Iterable[str]) -> Iterator[str]:
+  return (line for _, line in _utf8_lines(path, lines))
 
 
 def _describe(entry: RequiredFile) -> str:

@@ -91,7 +91,7 @@ def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequenc
     label = int(record["label"])
     # Dataset text is never an image slot, even if it happens to contain "<img>".
     question = escape_image_markers(f"Question: {tasks.text(record['question'])} {prompts.option_list(options)} Answer:")
-    return question, escape_image_markers(options[label]), label, options
+    return question, escape_image_markers(prompts.answer(options[label])), label, options
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
     parts = [prompts.MEDQA_INSTRUCTION]

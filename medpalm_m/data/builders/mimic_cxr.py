@@ -7,14 +7,16 @@ example, whatever its view, as in Med-PaLM M:
 * `mimic_cxr_report`: the indication and one image -> the report's FINDINGS section. Images
   whose report has no findings section, or findings longer than 800 characters, are left out
   (paper: 353,542 / 2,866 / 4,834 train / validate / test).
-* `mimic_cxr_classification`: "Is <condition> indicated by the image? (A) No (B) Yes" for the five
-  conditions the paper scores (atelectasis, cardiomegaly, consolidation, edema, pleural
-  effusion), with CheXpert labels: positive (1.0) is Yes; negative (0.0), uncertain (-1.0) and
-  blank are No. Validate and test ask every condition of every image (5 records per image), so
-  each condition's AUC is computed on the whole split. Train asks one condition per image,
-  rotating through the five in image order, and repeats consolidation positives twice (the
-  paper up-samples positives of its rarer conditions). The paper trains on 11 CheXpert
-  conditions without naming all of them; this builder trains on the five it evaluates.
+* `mimic_cxr_classification`: "Is <condition> indicated by the image? (A) No (B) Yes", with
+  CheXpert labels: positive (1.0) is Yes; negative (0.0), uncertain (-1.0) and blank are No.
+  As the paper: train asks 11 CheXpert conditions (`CONDITIONS`) and repeats the positives of
+  consolidation, enlarged cardiomediastinum, fracture and pneumonia twice; validate and test ask
+  the 5 it scores (`SCORED_CONDITIONS`: atelectasis, cardiomegaly, consolidation, edema, pleural
+  effusion) of every image, so each condition's AUC is computed on the whole split.
+  Ours, where the paper is silent: which 11 of CheXpert's 14 observations (the 14 without "No
+  Finding", which is no abnormality, "Support Devices", which is no pathology, and "Pleural
+  Other", the rarest and least specific), and that train asks one condition per image, rotating
+  through the 11 in image order (the paper gives no count of its training questions).
 
 Images are stored with their longer side at 224 px, the model's input size: at 512 px the
 377,110 radiographs would take several hundred GB.
@@ -43,10 +45,15 @@ CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert.csv.gz"
 REPORTS_ZIP = "mimic-cxr-reports.zip"
 SPLITS = ("train", "validate", "test")
 MAX_FINDINGS_CHARS = 800
-# CheXpert column -> the name asked in the prompt; in the order of the paper's metrics.
+# CheXpert column -> the name asked in the prompt: the 11 trained on, the 5 scored first.
 CONDITIONS = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly",
-              "Consolidation": "consolidation", "Edema": "edema", "Pleural Effusion": "pleural effusion"}
-UPSAMPLED_POSITIVES = {"consolidation": 2}  # train: copies of each positive record asked this
+              "Consolidation": "consolidation", "Edema": "edema", "Pleural Effusion": "pleural effusion",
+              "Enlarged Cardiomediastinum": "enlarged cardiomediastinum", "Fracture": "fracture",
+              "Lung Lesion": "lung lesion", "Lung Opacity": "lung opacity", "Pneumonia": "pneumonia",
+              "Pneumothorax": "pneumothorax"}
+SCORED_CONDITIONS = ("atelectasis", "cardiomegaly", "consolidation", "edema", "pleural effusion")
+# Train: copies of each positive record asked about these (the paper's up-sampling).
+UPSAMPLED_POSITIVES = {"consolidation": 2, "enlarged cardiomediastinum": 2, "fracture": 2, "pneumonia": 2}
 _LATERAL_VIEWS = {"LL": "LATERAL", "XTABLE LATERAL": "LATERAL"}
 
 _HOMEPAGE = "https://physionet.org/content/mimic-cxr-jpg/2.0.0/"
@@ -231,6 +238,8 @@ class MimicCxrClassification(_MimicCxrBuilder):
   """MIMIC-CXR classification: (view, image, condition) -> No / Yes."""
   name = "mimic_cxr_classification"
   DESCRIPTION = __doc__
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "Train asks the paper's 11 conditions with its up-sampling; 5 are scored."}
   REQUIRED_FILES = (METADATA_CSV, SPLIT_CSV, CHEXPERT_CSV, "files")
 
   def features(self) -> tfds.features.FeaturesDict:
@@ -256,7 +265,7 @@ class MimicCxrClassification(_MimicCxrBuilder):
     metadata_path = os.path.join(manual_dir, METADATA_CSV)
     names = list(CONDITIONS.values())
     for index, entry in enumerate(entries):
-      asked = [names[index % len(names)]] if split == "train" else names
+      asked = [names[index % len(names)]] if split == "train" else SCORED_CONDITIONS
       with self.record_at(metadata_path, entry.line, entry=entry.dicom_id):
         image = self.load_image(entry.path)
         for condition in asked:
@@ -288,11 +297,11 @@ def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> ta
   parts = [prompts.MIMIC_CXR_REPORT_INSTRUCTION]
   for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
     parts.append(tokenizer.escape_image_markers(_report_query(exemplar)) + " "
-                 + tasks.text(exemplar["findings"]))
+                 + prompts.answer(tasks.text(exemplar["findings"])))
   parts.append(_report_query(record))
   return {"id": tasks.text(record["id"]), "task": "mimic_cxr_report",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": tasks.text(record["findings"])}
+          "target": prompts.answer(tasks.text(record["findings"]))}
 
 
 def _classification_query(record: tasks.Record) -> str:
@@ -304,12 +313,12 @@ def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record
   parts = [prompts.MIMIC_CXR_CLASSIFICATION_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_classification_query(exemplar)) + " "
-                 + prompts.CHEST_XRAY_ANSWERS[int(exemplar["label"])])
+                 + prompts.answer(prompts.CHEST_XRAY_ANSWERS[int(exemplar["label"])]))
   parts.append(_classification_query(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "mimic_cxr_classification",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": prompts.CHEST_XRAY_ANSWERS[label], "label": label,
+          "target": prompts.answer(prompts.CHEST_XRAY_ANSWERS[label]), "label": label,
           # The paper's metrics are means over the five conditions.
           "condition": tasks.text(record["condition"])}
 

@@ -169,12 +169,12 @@ def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> t
   parts = [prompts.PAD_UFES_20_INSTRUCTION]
   for exemplar in exemplars:  # text-only: its image is the literal text "<img>"
     parts.append(tokenizer.escape_image_markers(_query(exemplar)) + " "
-                 + prompts.SKIN_LESION_CLASSES[int(exemplar["label"])])
+                 + prompts.answer(prompts.SKIN_LESION_CLASSES[int(exemplar["label"])]))
   parts.append(_query(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "pad_ufes_20",
           "images": [np.asarray(record["image"])], "prompt": " ".join(parts),
-          "target": prompts.SKIN_LESION_CLASSES[label], "label": label}
+          "target": prompts.answer(prompts.SKIN_LESION_CLASSES[label]), "label": label}
 
 
 TASK = tasks.register(tasks.Task(

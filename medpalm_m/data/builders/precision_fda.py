@@ -65,6 +65,8 @@ class PrecisionFda(base.ManualBuilder):
   TRAIN_FRACTION = 0.04  # the paper's; a builder option (train_fraction) for smaller downloads
   CHUNK_BP = 10_000
   PILEUP_OPTIONS = genomics.DEFAULT_OPTIONS
+  OPTIONS = {"train_fraction": f"share of the genome's 10 kb chunks the train split reads "
+                               f"(default {TRAIN_FRACTION}, the paper's)"}
 
   def __init__(self, *, train_fraction: float | None = None, **kwargs):
     """`train_fraction`: the share of the genome's 10 kb chunks the train split reads; None: the
@@ -80,8 +82,8 @@ class PrecisionFda(base.ManualBuilder):
       return super().empty_split_hint(split)
     return (f"the train split reads train_fraction={self.train_fraction} of the genome outside "
             f"chr20-22 (10 kb chunks), and no candidate fell in those chunks: on a download that "
-            f"covers only part of the genome, build with a larger fraction, "
-            f"PrecisionFda(train_fraction=1.0, ...)")
+            f"covers only part of the genome, build with a larger fraction: "
+            f"{base.option_hint('precision_fda', 'train_fraction', 1.0)}")
 
   def features(self) -> tfds.features.FeaturesDict:
     return tfds.features.FeaturesDict({

@@ -3,13 +3,14 @@
 On disk (Jin et al. 2019, github.com/pubmedqa/pubmedqa, MIT): `ori_pqal.json`, one JSON object
 mapping PMID -> `{"QUESTION", "CONTEXTS": [str], "LABELS": [str], "MESHES": [str], "YEAR",
 "reasoning_required_pred", "reasoning_free_pred", "final_decision": "yes"|"no"|"maybe",
-"LONG_ANSWER"}`. Optional: the repository's `test_ground_truth.json` (PMID -> answer), checked
-against the computed split when present.
+"LONG_ANSWER"}`. Optional: the repository's `test_ground_truth.json` (PMID -> answer).
 
-The test split is the one the paper (and every PubMedQA result) uses: the 500 PMIDs that the
-dataset's own `preprocess/split_dataset.py pqal` writes to `test_set.json`, which are exactly the
-keys of `test_ground_truth.json` (276 yes / 169 no / 55 maybe). `official_test_pmids` reproduces
-that script: PMIDs grouped by `final_decision` in file order, groups yes, no, maybe each shuffled
+The test split is the one the paper (and every PubMedQA result) uses: the 500 PMIDs of the
+release's `test_ground_truth.json` (276 yes / 169 no / 55 maybe). Where that file is in the
+manual directory it is the test split, PMIDs and answers: each of its PMIDs must be in
+`ori_pqal.json`. Without it, `official_test_pmids` recomputes the split as the dataset's own
+`preprocess/split_dataset.py pqal` writes it to `test_set.json`: PMIDs grouped by
+`final_decision` in file order, groups yes, no, maybe each shuffled
 with Python's `random` seeded 0 and cut into halves (the first ceil(n/2) to the first half), then
 one randomly chosen PMID moves from the first half to the second when the halves differ in size;
 the second half is the test set. On the real `ori_pqal.json` this gives the 500 keys of
@@ -20,7 +21,6 @@ paper's mixture).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -66,7 +66,7 @@ class Pubmedqa(base.ManualBuilder):
   DESCRIPTION = "PubMedQA PQA-L: yes/no/maybe research questions answered from a PubMed abstract."
   HOMEPAGE = "https://pubmedqa.github.io (data: github.com/pubmedqa/pubmedqa, data/ori_pqal.json)"
   OBTAIN = ("Clone or download github.com/pubmedqa/pubmedqa and use its data/ folder (ori_pqal.json; "
-            "test_ground_truth.json is checked when present) as the manual directory.")
+            "test_ground_truth.json is the test split when present) as the manual directory.")
   REQUIRED_FILES = (SOURCE_FILE,)
   CITATION = ("Jin et al., PubMedQA: A Dataset for Biomedical Research Question Answering, "
               "EMNLP 2019.")
@@ -92,23 +92,33 @@ class Pubmedqa(base.ManualBuilder):
         raise base.MalformedRecordError(path, line, f"final_decision {decision!r} is not yes/no/maybe; "
                                         "the test split cannot be computed", entry=f"PMID {pmid}")
       decisions[str(pmid)] = decision
-    test = set(official_test_pmids(decisions))
-    self._check_ground_truth(manual_dir, path, test)
+    truth = self._ground_truth(manual_dir, decisions)
+    test = set(truth) if truth is not None else set(official_test_pmids(decisions))
     return {"train": self._records(path, items, lambda pmid: pmid not in test),
-            "test": self._records(path, items, lambda pmid: pmid in test)}
+            "test": self._records(path, items, lambda pmid: pmid in test, answers=truth)}
 
-  def _check_ground_truth(self, manual_dir: str, path: str, test: set[str]) -> None:
+  def _ground_truth(self, manual_dir: str, decisions: Mapping[str, str]) -> dict[str, str] | None:
+    """PMID -> answer of the release's test set, or None where the file is absent."""
     truth_path = os.path.join(manual_dir, GROUND_TRUTH_FILE)
     if not os.path.exists(truth_path):
-      return
-    with open(truth_path, encoding="utf-8") as f:
-      truth = set(json.load(f))
-    if truth != test:
-      raise base.MalformedRecordError(
-          path, None, f"the test split computed from this file differs from {truth_path} in "
-          f"{len(truth ^ test)} PMIDs; use the unmodified ori_pqal.json of the PubMedQA repository")
+      return None
+    truth = {}
+    for line, pmid, answer in self.json_items(truth_path):
+      # Never skippable: the file is the test split, and a question dropped from it would change
+      # what the paper's 500 questions are.
+      if answer not in prompts.PUBMEDQA_OPTIONS:
+        raise base.MalformedRecordError(truth_path, line, f"answer {answer!r} is not yes/no/maybe",
+                                        entry=f"PMID {pmid}")
+      if str(pmid) not in decisions:
+        raise base.MalformedRecordError(truth_path, line, f"PMID {pmid} is not in {SOURCE_FILE}; use the "
+                                        "ori_pqal.json of the same PubMedQA release", entry=f"PMID {pmid}")
+      truth[str(pmid)] = answer
+    return truth
 
-  def _records(self, path: str, items: Sequence[tuple[int, str, dict]], keep) -> Iterator[base.KeyedRecord]:
+  def _records(self, path: str, items: Sequence[tuple[int, str, dict]], keep,
+               answers: Mapping[str, str] | None = None) -> Iterator[base.KeyedRecord]:
+    """Records of the PMIDs `keep` admits; their answer from `answers` where given (the release's
+    test set), else the entry's final_decision."""
     for line, pmid, entry in items:
       if not keep(str(pmid)):
         continue
@@ -118,7 +128,8 @@ class Pubmedqa(base.ManualBuilder):
           raise ValueError(f"CONTEXTS must be a non-empty list of strings, found {contexts!r:.80}")
         yield str(pmid), {"id": str(pmid), "question": str(entry["QUESTION"]).strip(),
                           "context": " ".join(str(c).strip() for c in contexts),
-                          "label": prompts.PUBMEDQA_OPTIONS.index(entry["final_decision"]),
+                          "label": prompts.PUBMEDQA_OPTIONS.index(
+                              answers[str(pmid)] if answers is not None else entry["final_decision"]),
                           "long_answer": str(entry.get("LONG_ANSWER", ""))}
 
 
@@ -131,11 +142,11 @@ def format_pubmedqa(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> 
 
   parts = [prompts.PUBMEDQA_INSTRUCTION]
   for exemplar in exemplars:
-    parts += [block(exemplar), prompts.PUBMEDQA_OPTIONS[int(exemplar["label"])]]
+    parts += [block(exemplar), prompts.answer(prompts.PUBMEDQA_OPTIONS[int(exemplar["label"])])]
   parts.append(block(record))
   label = int(record["label"])
   return {"id": tasks.text(record["id"]), "task": "pubmedqa", "images": [], "prompt": " ".join(parts),
-          "target": prompts.PUBMEDQA_OPTIONS[label], "label": label}
+          "target": prompts.answer(prompts.PUBMEDQA_OPTIONS[label]), "label": label}
 
 
 PUBMEDQA = tasks.register(tasks.Task(

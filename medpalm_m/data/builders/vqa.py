@@ -2,12 +2,13 @@
 
 Prompt (Tu et al. 2023, the VQA template; text-only one-shot exemplar from the train split):
 
-    You are a helpful medical assistant. The following are questions about medical knowledge.
+    Instructions: You are a helpful medical assistant. The following are questions about medical knowledge.
     Solve them in a step-by-step fashion, referring to authoritative sources as needed.
     Given \\<img>. Q: {exemplar question} A: {exemplar answer} Given <img>. Q: {question} A:
 
 The exemplar's image is the escaped marker (literal text "<img>", no image slot); only the query's
-`<img>` becomes the image. The target is the answer text; metrics BLEU-1 and token F1.
+`<img>` becomes the image. The target, like the exemplar's answer, is the answer text in the
+paper's format ("Yes."; `prompts.answer`); metrics BLEU-1 and token F1.
 """
 
 from __future__ import annotations
@@ -79,11 +80,11 @@ def formatter(task_name: str) -> Callable[[tasks.Record, Sequence[tasks.Record]]
     for exemplar in exemplars:
       parts.append(f"Given {escape_image_markers(IMAGE_MARKER)}. "
                    f"Q: {escape_image_markers(tasks.text(exemplar['question']))} "
-                   f"A: {escape_image_markers(tasks.text(exemplar['answer']))}")
+                   f"A: {escape_image_markers(prompts.answer(tasks.text(exemplar['answer'])))}")
     parts.append(f"Given {IMAGE_MARKER}. Q: {escape_image_markers(tasks.text(record['question']))} A:")
     return {"id": tasks.text(record["id"]), "task": task_name,
             "images": [np.asarray(record["image"], np.uint8)], "prompt": " ".join(parts),
-            "target": tasks.text(record["answer"])}
+            "target": prompts.answer(tasks.text(record["answer"]))}
 
   return format_example
 

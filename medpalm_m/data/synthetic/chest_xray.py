@@ -319,14 +319,14 @@ def format_report(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> ta
   parts = [prompts.SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_report_query(exemplar)) + " "
-                 + tasks.text(exemplar["findings"]))
+                 + prompts.answer(tasks.text(exemplar["findings"])))
   parts.append(_report_query(record))
   return {
       "id": tasks.text(record["id"]),
       "task": "synthetic_mimic_cxr_report",
       "images": [np.asarray(record["image"])],
       "prompt": " ".join(parts),
-      "target": tasks.text(record["findings"]),
+      "target": prompts.answer(tasks.text(record["findings"])),
   }
 
 
@@ -345,7 +345,7 @@ def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record
   parts = [prompts.SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION]
   for exemplar in exemplars:
     parts.append(tokenizer.escape_image_markers(_classification_query(exemplar)) + " "
-                 + prompts.CHEST_XRAY_ANSWERS[_asked_label(exemplar)])
+                 + prompts.answer(prompts.CHEST_XRAY_ANSWERS[_asked_label(exemplar)]))
   parts.append(_classification_query(record))
   label = _asked_label(record)
   return {
@@ -353,7 +353,7 @@ def format_classification(record: tasks.Record, exemplars: Sequence[tasks.Record
       "task": "synthetic_mimic_cxr_classification",
       "images": [np.asarray(record["image"])],
       "prompt": " ".join(parts),
-      "target": prompts.CHEST_XRAY_ANSWERS[label],
+      "target": prompts.answer(prompts.CHEST_XRAY_ANSWERS[label]),
       "label": label,
       # Metrics are averaged over the five conditions, so each example says which one it is.
       "condition": tasks.text(record["question_condition"]),

@@ -166,7 +166,7 @@ def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> t
     # tiny default model; it still shows the answer format (a class name).
     parts.append(tokenizer.escape_image_markers(
         f"Given {tokenizer.IMAGE_MARKER}. {_history(exemplar)} {QUESTION} A: "
-        f"{prompts.SKIN_LESION_CLASSES[int(exemplar['label'])]}"))
+        f"{prompts.answer(prompts.SKIN_LESION_CLASSES[int(exemplar['label'])])}"))
   parts.append(f"Given {tokenizer.IMAGE_MARKER}. {_history(record)} {QUESTION} "
                f"{prompts.option_list(prompts.SKIN_LESION_CLASSES)} A:")
   label = int(record["label"])
@@ -175,7 +175,7 @@ def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> t
       "task": "synthetic_pad_ufes_20",
       "images": [np.asarray(record["image"])],
       "prompt": " ".join(parts),
-      "target": prompts.SKIN_LESION_CLASSES[label],
+      "target": prompts.answer(prompts.SKIN_LESION_CLASSES[label]),
       "label": label,
   }
 

@@ -144,7 +144,7 @@ def multiple_choice_formatter(task_name: str) -> Callable[[tasks.Record, Sequenc
     options = [tasks.text(o) for o in record["options"]]
     label = int(record["label"])
     question = f"Question: {tasks.text(record['question'])} {prompts.option_list(options)} Answer:"
-    return question, options[label], label
+    return question, prompts.answer(options[label]), label
 
   def format_example(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
     parts = [prompts.SYNTHETIC_MEDQA_INSTRUCTION]
@@ -228,7 +228,7 @@ def format_pubmedqa(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> 
   prompt = (f"{prompts.PUBMEDQA_INSTRUCTION} Context: {tasks.text(record['context'])} "
             f"Question: {tasks.text(record['question'])} {prompts.option_list(prompts.PUBMEDQA_OPTIONS)} Answer:")
   return {"id": tasks.text(record["id"]), "task": "synthetic_pubmedqa", "images": [],
-          "prompt": prompt, "target": prompts.PUBMEDQA_OPTIONS[label], "label": label}
+          "prompt": prompt, "target": prompts.answer(prompts.PUBMEDQA_OPTIONS[label]), "label": label}
 
 
 # Tasks -----------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def format_summarization(record: tasks.Record, exemplars: Sequence[tasks.Record]
   del exemplars  # 0-shot, as in the paper
   prompt = f"{prompts.SYNTHETIC_MIMIC_III_INSTRUCTION} Given the findings: {tasks.text(record['findings'])} Q: Summarize the findings. A:"
   return {"id": tasks.text(record["id"]), "task": "synthetic_mimic_iii", "images": [],
-          "prompt": prompt, "target": tasks.text(record["impression"])}
+          "prompt": prompt, "target": prompts.answer(tasks.text(record["impression"]))}
 
 
 MIMIC_III = tasks.register(tasks.Task(

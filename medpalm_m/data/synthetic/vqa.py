@@ -308,14 +308,14 @@ def formatter(task_name: str) -> Callable[[tasks.Record, Sequence[tasks.Record]]
     parts = [prompts.SYNTHETIC_VQA_INSTRUCTION]
     for exemplar in exemplars:
       parts.append(f"Given {escape_image_markers(IMAGE_MARKER)}. Q: {tasks.text(exemplar['question'])} "
-                   f"A: {tasks.text(exemplar['answer'])}")
+                   f"A: {prompts.answer(tasks.text(exemplar['answer']))}")
     parts.append(f"Given {IMAGE_MARKER}. Q: {tasks.text(record['question'])} A:")
     return {
         "id": tasks.text(record["id"]),
         "task": task_name,
         "images": [np.asarray(record["image"], np.uint8)],
         "prompt": " ".join(parts),
-        "target": tasks.text(record["answer"]),
+        "target": prompts.answer(tasks.text(record["answer"])),
     }
 
   return format_example

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from medpalm_m.data.builders import base, medqa, mimic_iii, path_vqa, slake
+from medpalm_m.data.builders import base, medqa, path_vqa, slake
 
 
 class Notes(base.ManualBuilder, skip_registration=True):
@@ -55,19 +55,14 @@ def test_missing_manual_dir_lists_every_file_and_where_to_get_and_put_them(tmp_p
 
 
 def test_incomplete_manual_dir_lists_only_the_missing_files(tmp_path):
-  manual = tmp_path / "rrs"
-  for exam in mimic_iii.IN_DOMAIN[:5]:  # CT_neck not downloaded
-    os.makedirs(manual / exam)
-    for prefix in ("train", "validate", "test"):
-      for section in ("findings", "impression"):
-        (manual / exam / f"{prefix}.{section}.tok").write_text("x\n")
-  os.remove(manual / "CT_head" / "test.impression.tok")
+  write_notes(str(tmp_path / "notes"), ['{"id": "a", "value": 1}'])
+  os.remove(tmp_path / "notes" / "test.jsonl")
+  os.remove(tmp_path / "notes" / "imgs" / "a.png")
   with pytest.raises(base.ManualDataError) as error:
-    mimic_iii.MimicIii(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)).download_and_prepare()
+    Notes(data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "notes")).download_and_prepare()
   listed = [line[4:] for line in str(error.value).splitlines() if line.startswith("  - ")]
-  assert listed == ["CT_head/test.impression.tok"] + [
-      f"CT_neck/{p}.{s}.tok" for p in ("train", "validate", "test") for s in ("findings", "impression")]
-  assert "is incomplete" in str(error.value) and "physionet.org" in str(error.value)
+  assert listed == ["test.jsonl", "imgs/*.png"]
+  assert "is incomplete" in str(error.value) and "https://example.org/notes" in str(error.value)
 
 
 def test_alternatives_and_patterns_in_required_files(tmp_path):
@@ -145,7 +140,32 @@ def test_json_items_give_each_items_line(tmp_path):
 def test_csv_rows_give_each_rows_first_line_and_check_columns(tmp_path):
   path = tmp_path / "index.csv"
   path.write_text('id,text,label\n1,"two\nlines",a\n2,plain,b\n')
-  assert list(base.ManualBuilder.csv_rows(str(path), columns=("id", "label"))) == [
+  notes = Notes(data_dir=str(tmp_path / "tfds"))
+  assert list(notes.csv_rows(str(path), columns=("id", "label"))) == [
       (2, {"id": "1", "text": "two\nlines", "label": "a"}), (4, {"id": "2", "text": "plain", "label": "b"})]
   with pytest.raises(base.MalformedRecordError, match=r"index.csv:1: missing columns \['split'\]"):
-    list(base.ManualBuilder.csv_rows(str(path), columns=("id", "split")))
+    list(notes.csv_rows(str(path), columns=("id", "split")))
+
+
+def test_a_csv_row_with_the_wrong_number_of_fields_says_so_with_its_line(tmp_path):
+  path = tmp_path / "index.csv"
+  path.write_text("id,text,label\n1,one,a\n2,two\n3,three,c,extra\n4,four,d\n")
+  with pytest.raises(base.MalformedRecordError, match=r"index.csv:3: 2 fields where 3 are expected"):
+    list(Notes(data_dir=str(tmp_path / "tfds")).csv_rows(str(path)))
+  skipping = Notes(data_dir=str(tmp_path / "tfds"), skip_malformed=True)
+  assert [row["id"] for _, row in skipping.csv_rows(str(path))] == ["1", "4"]
+  assert [str(e) for e in skipping.malformed_records] == [
+      f"{path}:3: 2 fields where 3 are expected", f"{path}:4: 4 fields where 3 are expected"]
+
+
+def test_text_that_is_not_utf8_names_its_file(tmp_path):
+  for name in ("items.json", "rows.csv", "lines.jsonl"):
+    (tmp_path / name).write_bytes(b'[\n{"a": "caf\xe9"}\n]\n' if name.endswith(".json") else
+                                  b'id\n' + b'"caf\xe9"\n')
+  notes = Notes(data_dir=str(tmp_path / "tfds"))
+  with pytest.raises(base.MalformedRecordError, match=r"items.json:2: not UTF-8 text"):
+    list(notes.json_items(str(tmp_path / "items.json")))
+  with pytest.raises(base.MalformedRecordError, match=r"rows.csv: not UTF-8 text after line"):
+    list(notes.csv_rows(str(tmp_path / "rows.csv")))
+  with pytest.raises(base.MalformedRecordError, match=r"lines.jsonl: not UTF-8 text after line"):
+    list(notes.jsonl_records(str(tmp_path / "lines.jsonl")))

@@ -215,7 +215,7 @@ def test_prompt_and_task(built):
       "calling. Identify the number of copies of the putative variant in pileup images. Given <img>. "
       "Q: How many copies of this putative variant are shown in the middle of the image? (A) 0 (B) 1 "
       "(C) 2 A:")
-  assert (example["target"], example["label"], example["variant_type"]) == ("1", 1, "indel")
+  assert (example["target"], example["label"], example["variant_type"]) == ("1.", 1, "indel")  # "1." as the paper
   assert example["images"][0].shape == (224, 224, 3)
   assert tasks.get("precision_fda").metrics == ("snp_f1", "indel_f1")
 
@@ -261,3 +261,30 @@ def test_an_empty_train_split_names_the_training_fraction(download, tmp_path):
     precision_fda.PrecisionFda(data_dir=str(tmp_path), manual_dir=str(download)).download_and_prepare()
   with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\], got 0.0"):
     precision_fda.PrecisionFda(data_dir=str(tmp_path), manual_dir=str(download), train_fraction=0.0)
+
+
+def test_the_training_fraction_is_set_from_the_build_command_and_the_config(download, tmp_path, capsys):
+  """`--builder_option` (medpalm_m.data build) and data.builder_options (build.prepare, as the
+  runtime calls it) reach the builder; a dataset prepared with another fraction is refused."""
+  from medpalm_m.data import __main__ as data_cli
+  from medpalm_m.data import build
+  data_dir = tmp_path / "tfds"
+  with pytest.raises(SystemExit):  # the paper's 4% on this small download: train is empty
+    data_cli.main(["build", "--data_dir", str(data_dir), f"precision_fda={download}"])
+  assert "--builder_option precision_fda.train_fraction=1.0" in capsys.readouterr().err
+  data_cli.main(["build", "--data_dir", str(data_dir), f"precision_fda={download}",
+                 "--builder_option", "precision_fda.train_fraction=1.0"])
+  assert "built precision_fda (precision_fda)" in capsys.readouterr().out
+  prepared = precision_fda.PrecisionFda(data_dir=str(data_dir))
+  assert prepared.info.metadata["builder_options"] == {"train_fraction": 1.0}
+  assert prepared.info.splits["train"].num_examples > 0
+
+  build.prepare(str(data_dir), {"precision_fda": str(download)},
+                builder_options={"precision_fda": {"train_fraction": 1.0}})  # the same: kept
+  with pytest.raises(ValueError, match=r"prepared with train_fraction=1.0 \(asked: 0.5\); delete"):
+    build.prepare(str(data_dir), {"precision_fda": str(download)},
+                  builder_options={"precision_fda": {"train_fraction": 0.5}})
+  with pytest.raises(ValueError, match=r"data.builder_options.precision_fda: .* no option 'fraction'; "
+                                       r"its options: train_fraction"):
+    build.prepare(str(data_dir), {"precision_fda": str(download)},
+                  builder_options={"precision_fda": {"fraction": 1.0}})

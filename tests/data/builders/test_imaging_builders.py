@@ -135,13 +135,14 @@ MIMIC_STUDIES = [
 ]
 
 
-def write_mimic_cxr(root: Path, image_size: tuple[int, int] = (300, 360), extra_train_studies: int = 0) -> Path:
+def write_mimic_cxr(root: Path, image_size: tuple[int, int] = (300, 360), extra_train_studies: int = 0,
+                    extra_labels=(("Edema", "1.0"),)) -> Path:
   """MIMIC-CXR-JPG + mimic-cxr-reports.zip as PhysioNet ships them; images are portrait JPEGs."""
   studies = list(MIMIC_STUDIES)
   for k in range(extra_train_studies):  # benchmark scale: more train studies like the first one
     studies.append((f"1{k + 2000000:07d}", f"6{k:07d}", "train",
                     [(f"{k:08x}-0000aaaa-bbbb0000-cccc1111-dddd2222", "PA")], MIMIC_REPORT_1,
-                    {"Edema": "1.0"}))
+                    dict(extra_labels)))
   metadata, splits, chexpert = [], [], []
   root.mkdir(parents=True, exist_ok=True)
   with zipfile.ZipFile(root / "mimic-cxr-reports.zip", "w") as reports:
@@ -265,15 +266,31 @@ def test_mimic_cxr_classification_labels_conditions_and_upsampling(mimic):
   index = next(i for i in range(len(source)) if text(source.records[i]["id"]) == f"{ap}-cardiomegaly")
   example = source[index]
   exemplar = source.exemplars[source.exemplar_indices(index)[0]]
-  exemplar_answer = "Yes" if int(exemplar["label"]) else "No"
+  exemplar_answer = "Yes." if int(exemplar["label"]) else "No."  # the paper's answer format
   assert example["prompt"] == (
       "Instructions: You are a helpful radiology assistant. The following are questions about findings "
       "in chest X-ray in different views. Identify if a specific type of abnormality is shown in the "
       f"X-ray. Given the {text(exemplar['view'])} view X-ray image \\<img>. Q: Is "
       f"{text(exemplar['condition'])} indicated by the image? (A) No (B) Yes A: {exemplar_answer} "
       "Given the AP view X-ray image <img>. Q: Is cardiomegaly indicated by the image? (A) No (B) Yes A:")
-  assert (example["target"], example["label"], example["condition"]) == ("Yes", 1, "cardiomegaly")
+  assert (example["target"], example["label"], example["condition"]) == ("Yes.", 1, "cardiomegaly")
   assert tasks.get("mimic_cxr_classification").metrics == ("macro_auc", "positive_f1")
+
+
+def test_mimic_cxr_classification_trains_on_eleven_conditions_and_upsamples_four(tmp_path):
+  # 3 images above + 9 more, every condition positive: train asks the 11 conditions in turn.
+  manual = write_mimic_cxr(tmp_path / "manual", image_size=(40, 48), extra_train_studies=9,
+                           extra_labels=[(c, "1.0") for c in CHEXPERT_COLUMNS])
+  classification = build(mimic_cxr.MimicCxrClassification, tmp_path / "tfds", manual)
+  train = records(classification, "train")
+  asked = {}
+  for record in train.values():
+    asked[text(record["condition"])] = asked.get(text(record["condition"]), 0) + 1
+  assert asked == {"atelectasis": 2, "cardiomegaly": 1, "consolidation": 2, "edema": 1, "pleural effusion": 1,
+                   "enlarged cardiomediastinum": 2, "fracture": 2, "lung lesion": 1, "lung opacity": 1,
+                   "pneumonia": 2, "pneumothorax": 1}  # 12 images; 4 up-sampled positives twice
+  assert "pleural other" not in asked and "support devices" not in asked and "no finding" not in asked
+  assert {text(r["condition"]) for r in records(classification, "test").values()} == set(mimic_cxr.SCORED_CONDITIONS)
 
 
 def test_mimic_cxr_report_sections_from_an_unzipped_tree(tmp_path):
@@ -387,9 +404,9 @@ def test_pad_ufes_20_prompt_is_the_papers_figure(pad):
   assert example["prompt"] == (
       "Instructions: You are a helpful dermatology assistant. The following are questions about skin "
       "lesions. Categorize the skin lesions into the most likely class given the patient history. "
-      f"Given \\<img>. {PAD_FIGURE_1} {question} {options} A: Basal Cell Carcinoma "
+      f"Given \\<img>. {PAD_FIGURE_1} {question} {options} A: Basal Cell Carcinoma. "
       f"Given <img>. {PAD_FIGURE_2} {question} {options} A:")
-  assert (example["target"], example["label"]) == ("Nevus", 0)
+  assert (example["target"], example["label"]) == ("Nevus.", 0)
 
 
 def test_pad_ufes_20_malformed_row_names_file_and_line_or_is_skipped(tmp_path):
@@ -471,9 +488,9 @@ def test_vindr_mammo_birads_split_upsampling_and_dicom_decoding(vindr):
       "Instructions: You are a helpful medical assistant. The following are questions about mammography "
       "reading. Provide a breast-level assessment based on the BI-RADS categories. Given mammogram "
       f"image \\<img>. Image view: {side} {view} Q: What is the most likely breast BI-RADS score? "
-      f"{options} A: {int(exemplar['label']) + 1} Given mammogram image <img>. Image view: right "
+      f"{options} A: {int(exemplar['label']) + 1}. Given mammogram image <img>. Image view: right "
       f"craniocaudal Q: What is the most likely breast BI-RADS score? {options} A:")
-  assert (example["target"], example["label"]) == ("1", 0)
+  assert (example["target"], example["label"]) == ("1.", 0)
 
 
 def test_vindr_mammo_missing_directory_lists_files_and_where_to_get_them(tmp_path):
@@ -568,10 +585,13 @@ def test_cbis_ddsm_mass_matches_crops_on_uids(tmp_path):
 
   source = pipeline.TaskSource(tasks.get("cbis_ddsm_mass"), "test", str(tmp_path / "tfds"))
   example = next(source[i] for i in range(len(source)) if source[i]["id"] == "Mass-Test_P_00003_LEFT_CC_1")
-  assert example["prompt"] == (  # 0-shot, no instruction [Med-PaLM M Table A.9]
-      "Given mammogram image <img>. Image view: MLO Q: Which of the following is the most likely type "
+  # 0-shot [Med-PaLM M Table A.9], which shows no instruction; ours begins with one, as every
+  # prompt of the paper does.
+  assert example["prompt"] == (
+      "Instructions: You are a helpful medical assistant. The following are questions about mammography "
+      "reading. Given mammogram image <img>. Image view: MLO Q: Which of the following is the most likely type "
       "of the patient's breast mass? (A) BENIGN (B) BENIGN_WITHOUT_CALLBACK (C) MALIGNANT A:")
-  assert (example["target"], example["label"]) == ("MALIGNANT", 2)
+  assert (example["target"], example["label"]) == ("MALIGNANT.", 2)
 
 
 def test_cbis_ddsm_calc_builds_from_its_own_csvs(tmp_path):
@@ -582,7 +602,7 @@ def test_cbis_ddsm_calc_builds_from_its_own_csvs(tmp_path):
   record = pipeline._decode(records(builder, "train")["Calc-Training_P_00000_RIGHT_CC_1"])
   example = tasks.get("cbis_ddsm_calc").formatter(record, [])
   assert "most likely type of the patient's breast calcification? (A) BENIGN" in example["prompt"]
-  assert example["target"] == "BENIGN"
+  assert example["target"] == "BENIGN."
 
 
 def test_cbis_ddsm_missing_crops_are_listed(tmp_path):

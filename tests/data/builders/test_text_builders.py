@@ -30,13 +30,14 @@ from medpalm_m.data.builders import (
 )
 from medpalm_m.data.tokenizer import count_image_markers
 
-MC_INSTRUCTION = ("The following are multiple choice questions about medical knowledge. Solve them in a "
+# The paper's format: prompts begin with "Instructions:", answers end with ".".
+MC_INSTRUCTION = ("Instructions: The following are multiple choice questions about medical knowledge. Solve them in a "
                   "step-by-step fashion, starting by summarizing the available information. Output a "
                   "single option from the four options as the final answer.")
-VQA_INSTRUCTION = ("You are a helpful medical assistant. The following are questions about medical "
+VQA_INSTRUCTION = ("Instructions: You are a helpful medical assistant. The following are questions about medical "
                    "knowledge. Solve them in a step-by-step fashion, referring to authoritative sources "
                    "as needed.")
-SUMMARY_INSTRUCTION = ("You are a helpful radiology assistant. The following are questions about radiology "
+SUMMARY_INSTRUCTION = ("Instructions: You are a helpful radiology assistant. The following are questions about radiology "
                        "reports. Summarize the findings in the report into diagnostic statements.")
 
 
@@ -116,10 +117,10 @@ def test_medqa_builds_the_paper_splits_and_two_shot_prompt(tmp_path):
     return (f"Question: {r['question']} (A) {options[0]} (B) {options[1]} (C) {options[2]} "
             f"(D) {options[3]} Answer:")
 
-  expected = " ".join([MC_INSTRUCTION] + [f"{block(s)} {tasks.text(s['options'][s['label']])}"
+  expected = " ".join([MC_INSTRUCTION] + [f"{block(s)} {tasks.text(s['options'][s['label']])}."
                                           for s in shots] + [block(test[0])])
   assert example["prompt"] == expected
-  assert example["target"] == "Drug c20"
+  assert example["target"] == "Drug c20."
   assert example["label"] == 2 and example["options"][2] == "Drug c20"
   assert example["images"] == []
 
@@ -163,8 +164,8 @@ def test_medmcqa_uses_dev_as_test_and_counts_cop_from_one(tmp_path):
   assert task.split_name("test") == "validation" and task.num_exemplars == 2
   source = pipeline.TaskSource(task, "test", str(tmp_path / "tfds"))
   examples = {source[i]["id"]: source[i] for i in range(len(source))}
-  assert examples["medmcqa-id-d2"]["target"] == "deltad2"
-  assert examples["medmcqa-id-d1"]["target"] == "alphad1"
+  assert examples["medmcqa-id-d2"]["target"] == "deltad2."
+  assert examples["medmcqa-id-d1"]["target"] == "alphad1."
   prompt = examples["medmcqa-id-d2"]["prompt"]
   assert prompt.startswith(MC_INSTRUCTION + " Question: ")
   assert prompt.endswith("Question: Drug of choice for disease d2 is: (A) alphad2 (B) betad2 (C) gammad2 "
@@ -234,21 +235,31 @@ def test_pubmedqa_builds_the_official_test_split_and_prompt(tmp_path):
   index = next(i for i in range(len(source)) if tasks.text(source.records[i]["id"]) == "105")
   example = source[index]
   (shot,) = [records(builder, "train")[j] for j in source.exemplar_indices(index)]
-  assert example["target"] == "no" and example["label"] == 1
+  assert example["target"] == "no." and example["label"] == 1
   assert example["prompt"] == (
-      "The following are questions about medical research. Answer yes, no or maybe given the context. "
-      f"Context: {shot['context']} Question: {shot['question']} (A) yes (B) no (C) maybe Answer: "
-      f"{('yes', 'no', 'maybe')[shot['label']]} "
+      "Instructions: The following are questions about medical research. Answer yes, no or maybe given the "
+      f"context. Context: {shot['context']} Question: {shot['question']} (A) yes (B) no (C) maybe Answer: "
+      f"{('yes', 'no', 'maybe')[shot['label']]}. "
       "Context: Background 105. Results 105. Question: Does treatment 105 work? (A) yes (B) no (C) maybe Answer:")
 
 
-def test_pubmedqa_rejects_a_file_whose_split_differs_from_the_ground_truth(tmp_path):
+def test_pubmedqa_takes_the_releases_ground_truth_as_its_test_split(tmp_path):
   manual = tmp_path / "data"
   write_pqal(str(manual))
+  truth = {"101": "no", "102": "maybe", "103": "maybe", "104": "yes"}  # not the recomputed split
   with open(manual / "test_ground_truth.json", "w") as f:
-    json.dump({p: "yes" for p in list(PQAL_FIXTURE)[:6]}, f)
-  with pytest.raises(base.MalformedRecordError, match="differs from .*test_ground_truth.json"):
-    build(pubmedqa.Pubmedqa, manual, tmp_path / "tfds")
+    json.dump(truth, f, indent=1)
+  builder = build(pubmedqa.Pubmedqa, manual, tmp_path / "tfds")
+  test = {r["id"]: ("yes", "no", "maybe")[r["label"]] for r in records(builder, "test")}
+  assert test == truth  # its PMIDs and its answers ("102" is "no" in ori_pqal.json)
+  assert sorted(r["id"] for r in records(builder, "train")) == sorted(set(PQAL_FIXTURE) - set(truth))
+
+  truth["999"] = "yes"
+  with open(manual / "test_ground_truth.json", "w") as f:
+    json.dump(truth, f, indent=1)
+  with pytest.raises(base.MalformedRecordError, match=r"test_ground_truth.json:6 \(PMID 999\): PMID 999 is not "
+                                                      r"in ori_pqal.json"):
+    build(pubmedqa.Pubmedqa, manual, tmp_path / "refused")
 
 
 def _paper_mixture():
@@ -258,8 +269,8 @@ def _paper_mixture():
 
 # MIMIC-III -------------------------------------------------------------------------------------
 
-def write_rrs(root, bad_impression_line=None):
-  for exam in mimic_iii.IN_DOMAIN:
+def write_rrs(root, bad_impression_line=None, exams=mimic_iii.IN_DOMAIN, long_findings=False):
+  for exam in exams:
     for prefix, n in (("train", 2), ("validate", 1), ("test", 1)):
       folder = os.path.join(root, exam)
       os.makedirs(folder, exist_ok=True)
@@ -267,6 +278,9 @@ def write_rrs(root, bad_impression_line=None):
       impressions = [f"{exam} {prefix} impression {i}" for i in range(n)]
       if bad_impression_line and (exam, prefix) == ("CT_chest", "test"):
         impressions[bad_impression_line - 1] = "   "
+      if long_findings and prefix == "train":  # the paper drops findings over 600 tokens
+        findings[0] = " ".join(["word"] * 600)
+        findings[1] = " ".join(["word"] * 601)
       with open(os.path.join(folder, f"{prefix}.findings.tok"), "w") as f:
         f.write("\n".join(findings) + "\n")
       with open(os.path.join(folder, f"{prefix}.impression.tok"), "w") as f:
@@ -281,22 +295,49 @@ def write_rrs(root, bad_impression_line=None):
 def test_mimic_iii_pairs_findings_with_impressions_and_formats_zero_shot(tmp_path):
   write_rrs(str(tmp_path / "rrs"))
   builder = build(mimic_iii.MimicIii, tmp_path / "rrs", tmp_path / "tfds")
-  assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
-      {"train": 12, "validation": 6, "test": 7}
+  # In-domain pairs train and test; the rarer pairs are the evaluation-only ood_test split.
+  assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test", "ood_test")} == \
+      {"train": 12, "validation": 6, "test": 6, "ood_test": 1}
   test = {r["id"]: r for r in records(builder, "test")}
   assert test["mimic_iii-CT_head-test-1"]["findings"] == "CT_head test finding 0 ."
   assert test["mimic_iii-CT_head-test-1"]["impression"] == "CT_head test impression 0"
-  assert test["mimic_iii-MR_spine-test-1"]["exam"] == "MR_spine"
+  assert [r["exam"] for r in records(builder, "ood_test")] == ["MR_spine"]
 
   source = pipeline.TaskSource(tasks.get("mimic_iii"), "test", str(tmp_path / "tfds"))
   examples = {source[i]["id"]: source[i] for i in range(len(source))}
   assert examples["mimic_iii-CT_head-test-1"]["prompt"] == (
       f"{SUMMARY_INSTRUCTION} Given the findings: CT_head test finding 0 . Q: Summarize the findings. A:")
-  assert examples["mimic_iii-MR_spine-test-1"]["prompt"] == (
+  assert examples["mimic_iii-CT_head-test-1"]["target"] == "CT_head test impression 0."
+  ood = pipeline.TaskSource(tasks.get("mimic_iii_ood"), "test", str(tmp_path / "tfds"))
+  (example,) = [ood[i] for i in range(len(ood))]
+  assert example["task"] == "mimic_iii_ood" and example["prompt"] == (
       f"{SUMMARY_INSTRUCTION} Given the findings: mild canal stenosis at l4-5 \\<img>. Q: Summarize the findings. A:")
-  assert count_image_markers(examples["mimic_iii-MR_spine-test-1"]["prompt"]) == 0
-  assert examples["mimic_iii-MR_spine-test-1"]["target"] == "mild l4-5 stenosis ."
-  assert tasks.get("mimic_iii").metrics == ("rouge_l", "bleu4", "f1_radgraph")
+  assert count_image_markers(example["prompt"]) == 0
+  assert example["target"] == "mild l4-5 stenosis ."  # already ends with "."
+  assert tasks.get("mimic_iii").metrics == tasks.get("mimic_iii_ood").metrics == ("rouge_l", "bleu4", "f1_radgraph")
+  assert "train" not in tasks.get("mimic_iii_ood").splits  # evaluation only
+
+
+def test_mimic_iii_builds_from_the_folders_present_names_those_missing_and_counts_long_findings(tmp_path, capsys):
+  manual = tmp_path / "rrs"
+  write_rrs(str(manual), exams=("CT_head", "CT_chest"), long_findings=True)
+  os.makedirs(manual / "notes")  # not a modality_anatomy folder
+  builder = build(mimic_iii.MimicIii, manual, tmp_path / "tfds")
+  report = capsys.readouterr().err
+  assert f"mimic_iii: building from CT_head, CT_chest, MR_spine in {manual}; missing: CT_abdomen, MR_head, " \
+      "CT_spine, CT_neck, CT_sinus, MR_abdomen, MR_pelvis, MR_neck; not modality_anatomy folders of " \
+      "MIMIC-RRS, not read: notes" in report
+  assert "left out by the paper's data selection:\n  train: findings over 600 tokens: 2" in report
+  # Each folder's 601-token findings is dropped; 600 tokens are kept.
+  assert {s: builder.info.splits[s].num_examples for s in ("train", "test", "ood_test")} == \
+      {"train": 2, "test": 2, "ood_test": 1}
+  assert all(len(r["findings"].split()) == 600 for r in records(builder, "train"))
+  metadata = mimic_iii.MimicIii(data_dir=str(tmp_path / "tfds")).info.metadata
+  assert metadata["left_out"] == {"train: findings over 600 tokens": 2}
+  assert metadata["missing_folders"][:4] == ["CT_abdomen", "MR_head", "CT_spine", "CT_neck"]
+
+  with pytest.raises(base.ManualDataError, match=r"CT_head/train.findings.tok or CT_abdomen/train.findings.tok"):
+    build(mimic_iii.MimicIii, tmp_path / "empty", tmp_path / "none")
 
 
 def test_mimic_iii_empty_impression_is_malformed_and_unpaired_files_stop(tmp_path):
@@ -305,7 +346,7 @@ def test_mimic_iii_empty_impression_is_malformed_and_unpaired_files_stop(tmp_pat
   with pytest.raises(base.MalformedRecordError, match=f"{bad_file}:1: empty report section"):
     build(mimic_iii.MimicIii, tmp_path / "rrs", tmp_path / "stop")
   builder = build(mimic_iii.MimicIii, tmp_path / "rrs", tmp_path / "skip", skip_malformed=True)
-  assert builder.info.splits["test"].num_examples == 6 and len(builder.malformed_records) == 1
+  assert builder.info.splits["test"].num_examples == 5 and len(builder.malformed_records) == 1
 
   with open(tmp_path / "rrs" / "CT_head" / "train.impression.tok", "a") as f:
     f.write("an impression without findings\n")
@@ -316,7 +357,7 @@ def test_mimic_iii_empty_impression_is_malformed_and_unpaired_files_stop(tmp_pat
 # VQA -------------------------------------------------------------------------------------------
 
 def assert_vqa_prompt(example, question, exemplar):
-  assert example["prompt"] == (f"{VQA_INSTRUCTION} Given \\<img>. Q: {exemplar['question']} A: {exemplar['answer']} "
+  assert example["prompt"] == (f"{VQA_INSTRUCTION} Given \\<img>. Q: {exemplar['question']} A: {exemplar['answer']}. "
                                f"Given <img>. Q: {question} A:")
   assert count_image_markers(example["prompt"]) == 1 == len(example["images"])
 
@@ -358,11 +399,11 @@ def test_vqa_rad_splits_on_phrase_type(tmp_path):
 
   example, shot = vqa_example("vqa_rad", tmp_path / "tfds", "test", "vqa_rad-3")
   assert_vqa_prompt(example, "What organ is this?", shot)
-  assert example["target"] == "Liver" and example["images"][0].shape == (50, 50, 3)
+  assert example["target"] == "Liver." and example["images"][0].shape == (50, 50, 3)
   assert tasks.get("vqa_rad").metrics == ("bleu1", "token_f1")
 
 
-def test_slake_keeps_english_questions(tmp_path):
+def test_slake_keeps_both_languages_or_english_only(tmp_path):
   manual = tmp_path / "Slake1.0"
   for n, value in ((1, 60), (2, 180)):
     write_jpeg(str(manual / "imgs" / f"xmlab{n}" / "source.jpg"), 32, 48, value)
@@ -384,13 +425,20 @@ def test_slake_keeps_english_questions(tmp_path):
   for name, rows in splits.items():
     with open(manual / name, "w") as f:
       json.dump(rows, f, ensure_ascii=False, indent=1)
-  builder = build(slake.Slake, manual, tmp_path / "tfds")
+  builder = build(slake.Slake, manual, tmp_path / "tfds")  # the paper's: both languages
   assert {s: builder.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
+      {"train": 3, "validation": 1, "test": 2}
+  example, _ = vqa_example("slake", tmp_path / "tfds", "test", "slake-5")
+  assert "Q: 使用什么模态? A:" in example["prompt"] and example["target"] == "CT."
+
+  english = build(slake.Slake, manual, tmp_path / "english", english_only=True)
+  assert {s: english.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
       {"train": 2, "validation": 1, "test": 1}
-  assert all(r["question"].isascii() for r in records(builder, "train"))
-  example, shot = vqa_example("slake", tmp_path / "tfds", "test", "slake-4")
+  assert all(r["question"].isascii() for r in records(english, "train"))
+  example, shot = vqa_example("slake", tmp_path / "english", "test", "slake-4")
   assert_vqa_prompt(example, "What modality is used?", shot)
-  assert example["target"] == "CT" and example["images"][0].shape == (32, 48, 3)
+  assert example["target"] == "CT." and example["images"][0].shape == (32, 48, 3)
+  assert slake.Slake(data_dir=str(tmp_path / "english")).info.metadata["builder_options"] == {"english_only": True}
 
 
 def write_pvqa(root, big_image=False):
@@ -419,7 +467,7 @@ def test_path_vqa_reads_its_pickles_with_the_restricted_unpickler(tmp_path):
   assert test["path_vqa-test-1"]["image_name"] == "test_0001" and test["path_vqa-test-1"]["answer_type"] == "OPEN"
   example, shot = vqa_example("path_vqa", tmp_path / "tfds", "test", "path_vqa-test-1")
   assert_vqa_prompt(example, "What is seen in test 1?", shot)
-  assert example["target"] == "cells 1"
+  assert example["target"] == "cells 1."
 
 
 class _Payload:
@@ -455,6 +503,24 @@ def test_malicious_path_vqa_pickle_is_refused_and_nothing_runs(tmp_path):
     with open(evil, "wb") as f:
       pickle.dump(rows, f, protocol=protocol)
     assert safe_pickle.load_plain(evil) == rows
+
+
+def test_a_refused_download_is_one_error_line_naming_the_file(tmp_path):
+  """As a user meets it: `python -m medpalm_m.data build`, in a subprocess, on a tampered pickle."""
+  import subprocess
+  import sys
+  write_pvqa(str(tmp_path / "pvqa"))
+  evil = tmp_path / "pvqa" / "qas" / "test" / "test_qa.pkl"
+  with open(evil, "wb") as f:
+    pickle.dump([{"image": "test_0000", "question": "q", "answer": _Payload(tmp_path / "pwned")}], f)
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  done = subprocess.run([sys.executable, "-m", "medpalm_m.data", "build", "--data_dir", str(tmp_path / "tfds"),
+                         f"path_vqa={tmp_path / 'pvqa'}"], capture_output=True, text=True, cwd=root,
+                        env={**os.environ, "PYTHONPATH": root}, timeout=300)
+  assert done.returncode == 1 and not (tmp_path / "pwned").exists()
+  lines = [line for line in done.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1, done.stderr
+  assert lines[0].startswith(f"error: {evil}: refused to load the global ")
 
 
 def test_path_vqa_reads_the_parquet_copy(tmp_path):
