@@ -150,8 +150,11 @@ def main(argv=None) -> None:
   from medpalm_m.data.builders import base
   # A refused download (missing or malformed file, unsafe pickle, bad image): the build ran and
   # stopped, exit 1, one line naming the file.
-  with cli.errors_as_lines(failures=base.REFUSALS):
-    {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
+  with cli.errors_as_lines():
+    try:
+      {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
+    except base.REFUSALS as e:
+      cli.fail(cli.message_of(e), cli.FAILED)
 
 
 if __name__ == "__main__":
