@@ -245,7 +245,7 @@ def tuberculosis_tasks(name: str, builder: type, *, instruction: str,
   return tasks.register(direct), tasks.register(cot)
 
 
-_ANSWER_MARKER = re.compile(r"\banswer\s*(?:is|:)", re.IGNORECASE)
+_ANSWER_MARKER = re.compile(r"\banswer\s*(?:is\s*:?|:)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
