@@ -94,7 +94,22 @@ def get_config() -> ml_collections.ConfigDict:
       # Local weights for the model-based report metrics; empty: reported as skipped.
       scorer_paths=dict(chexbert_checkpoint="", chexbert_bert_dir="", radgraph_model_dir=""),
   )
+  # Evaluation suites, independent of the training mixture (big_vision's `evals`): name -> a suite
+  # from `eval_suite` below. `python -m medpalm_m.evaluate --suite=NAME` runs one and writes
+  # eval/NAME/step_N.json; a suite with `every` > 0 also runs every N training steps.
+  c.evals = {}
   return c
+
+
+def eval_suite(tasks, *, max_decode_tokens: int, split: str = "test", every: int = 0,
+               max_images: int = 1) -> dict:
+  """One suite of `config.evals`: its tasks (any registered, in the mixture or not), split,
+  cadence (every N training steps; 0: only when asked) and decode settings (greedy, up to
+  max_decode_tokens new tokens; max_images image slots per example, each one beyond
+  config.data.max_images adding one image's tokens to the prompt budget, so that a two-image
+  prompt keeps the text room of a one-image one)."""
+  return dict(tasks=list(tasks), split=split, every=every, max_decode_tokens=max_decode_tokens,
+              max_images=max_images)
 
 
 def model_schema() -> ml_collections.ConfigDict:

@@ -10,10 +10,12 @@ import ml_collections
 from configs import base, paper
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(mixture: str = "multimedbench") -> ml_collections.ConfigDict:
+  """`--config=configs/medpalm_m_84b.py:NAME` trains on configs/mixtures/NAME.py instead (the
+  transfer ablation: multimedbench_without_cxr_classification)."""
   c = base.get_config()
   c.model.update(paper.model("62b", "vit_22b"))
-  paper.training(c, batch_size=128, learning_rate=5e-5)
+  paper.training(c, batch_size=128, learning_rate=5e-5, mixture_name=mixture)
   c.mesh = dict(data=1, fsdp=-1, tensor=1)
   # Evaluation batches are split over the batch mesh axes: 64 rows, 1 per device on the 64 chips of a v5p-128.
   c.eval.batch_size = 64

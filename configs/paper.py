@@ -10,6 +10,7 @@ a standard sequential block) and ViT-22B (Dehghani et al. 2023: width 6144, dept
 Marked "ours" below: what the paper leaves open, with the reason for our choice.
 """
 
+from configs import base
 from configs.mixtures import multimedbench
 from medpalm_m.data import augment
 
@@ -43,13 +44,22 @@ def model(palm: str, vit: str) -> dict:
   )
 
 
-def training(c, *, batch_size: int, learning_rate: float) -> None:
+def mixture(name: str) -> dict[str, float]:
+  """configs/mixtures/<name>.py's MIXTURE (e.g. the transfer ablation's)."""
+  import importlib
+  try:
+    return dict(importlib.import_module(f"configs.mixtures.{name}").MIXTURE)
+  except ModuleNotFoundError as e:
+    raise ValueError(f"no mixture configs/mixtures/{name}.py; name one of that folder's files") from e
+
+
+def training(c, *, batch_size: int, learning_rate: float, mixture_name: str = "multimedbench") -> None:
   """The paper's fine-tuning setup (Tu et al. 2023, Table A.2, Sections 4.2 and A.1), shared by
   the three sizes: the MultiMedBench mixture with every task in every batch and the augmented
   dermatology and mammography images, 710 input and 256 output tokens, at most one image per
   context, full fine-tuning with Adafactor (momentum 0.9) at one constant learning rate for every
   parameter, answers decoded up to 256 tokens at evaluation."""
-  c.data.mixture = multimedbench.MIXTURE
+  c.data.mixture = mixture(mixture_name)
   c.data.update(build_synthetic=False, max_prompt_tokens=710, max_target_tokens=256, max_images=1)
   c.data.tokenizer = ""  # set to the SentencePiece model of the checkpoint the run starts from
   c.data.every_task_per_batch = True  # Table A.1: every task at least once per batch
@@ -76,3 +86,18 @@ def training(c, *, batch_size: int, learning_rate: float) -> None:
       lr_multipliers={},  # one rate for every parameter (the tiny default's ViT 0.3x is not the paper's)
   )
   c.eval.update(max_decode_tokens=256)  # the paper's 256 output tokens, so reports are not cut
+  evals(c)
+
+
+# The tasks of Table 2 (PubMedQA is evaluated, never trained on) and of the zero-shot results (§6.2).
+MULTIMEDBENCH_TASKS = (*multimedbench.MIXTURE, "pubmedqa")
+ZERO_SHOT_TASKS = ("montgomery_tb", "montgomery_tb_cot", "shenzhen_tb", "shenzhen_tb_cot",
+                   "mimic_cxr_two_view")
+
+
+def evals(c) -> None:
+  """Two suites, whatever the mixture: MultiMedBench's 14 tasks, evaluated during training every
+  2,500 steps (ours: 4 times in the 10k steps), and the zero-shot tasks, on demand, with room for
+  the two-view reports' second image."""
+  c.evals.multimedbench = base.eval_suite(sorted(MULTIMEDBENCH_TASKS), max_decode_tokens=256, every=2500)
+  c.evals.zero_shot = base.eval_suite(ZERO_SHOT_TASKS, max_decode_tokens=256, max_images=2)

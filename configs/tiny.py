@@ -48,4 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   # CIDEr-D and BLEU are corpus metrics, so every resample rescores them: ~2.5 of the
   # evaluation's ~5 minutes.
   c.eval.bootstrap = 300
+  # The zero-shot analogs (medpalm_m/data/synthetic/zero_shot.py), outside the training mixture:
+  # `python -m medpalm_m.evaluate --config=configs/tiny.py --workdir=W --suite=zero_shot`. Only
+  # on demand (every=0), so `make run` is unchanged; two image slots for the two-view reports.
+  c.evals.zero_shot = base.eval_suite(
+      ["synthetic_tb_zero_shot", "synthetic_tb_zero_shot_cot", "synthetic_mimic_cxr_two_view"],
+      max_decode_tokens=c.eval.max_decode_tokens, max_images=2)
   return c

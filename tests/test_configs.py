@@ -17,7 +17,8 @@ NOT_EXPERIMENTS = {"base", "paper", "__init__"}
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
                      if f.endswith(".py") and f[:-3] not in NOT_EXPERIMENTS)
 # Values that are whole, not schemas: their keys are data (task names, regexes, axis names).
-FREE_FORM = {"data.mixture", "data.manual_dirs", "data.builder_options", "data.augmentation.ops", "optimizer.lr_multipliers"}
+FREE_FORM = {"data.mixture", "data.manual_dirs", "data.builder_options", "data.augmentation.ops",
+             "optimizer.lr_multipliers", "evals"}
 
 
 def keys(tree, prefix=""):
@@ -62,6 +63,29 @@ def test_an_imported_workdir_config_is_declared_too(tmp_path):
   assert cfg.data.max_prompt_tokens == 256 + 454
   assert not sorted(keys(cfg) - BASE_KEYS)
   json.loads(cfg.to_json_best_effort())
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_evaluation_suite_has_the_schema_and_registered_tasks(name):
+  """config.evals' keys are suite names; each suite is configs/base.py's eval_suite, whole."""
+  from medpalm_m.data import tasks
+  cfg = importlib.import_module(f"configs.{name}").get_config()
+  schema = set(base.eval_suite(["t"], max_decode_tokens=1))
+  for suite_name, suite in cfg.evals.items():
+    assert set(suite) == schema, f"configs/{name}.py: suite {suite_name} has {sorted(suite)}"
+    for task in suite.tasks:
+      tasks.get(task)
+
+
+def test_the_paper_configs_have_a_multimedbench_and_a_zero_shot_suite():
+  for name in PAPER_RECIPES:
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    assert len(cfg.evals.multimedbench.tasks) == 14 and "pubmedqa" in cfg.evals.multimedbench.tasks
+    assert {"montgomery_tb", "mimic_cxr_two_view"} <= set(cfg.evals.zero_shot.tasks)
+    assert cfg.evals.zero_shot.max_images == 2
+  ablation = importlib.import_module("configs.medpalm_m_84b").get_config("multimedbench_without_cxr_classification")
+  assert "mimic_cxr_classification" not in ablation.data.mixture
+  assert "mimic_cxr_classification" in ablation.evals.multimedbench.tasks  # still evaluated
 
 
 def test_the_check_sees_an_undeclared_key():

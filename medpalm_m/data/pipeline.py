@@ -58,12 +58,14 @@ class TaskSource:
     self.records = builder.as_data_source(split=split_spec)
     self.exemplars = None
     if task.num_exemplars:
-      self.exemplars = (self.records if task.split_name(split) == task.split_name("train")
-                        else builder.as_data_source(split=task.split_name("train")))
-      if len(self.exemplars) <= task.num_exemplars:
+      exemplar_split = task.split_name(task.exemplar_split)
+      self.exemplars = (self.records if split_spec == exemplar_split
+                        else builder.as_data_source(split=exemplar_split))
+      # Drawn from the example's own split, an exemplar is never the example itself.
+      if len(self.exemplars) < task.num_exemplars + (self.exemplars is self.records):
         raise ExampleError({"task": task.name, "id": "-"},
-                           f"needs {task.num_exemplars} exemplars but the train split has "
-                           f"{len(self.exemplars)} records")
+                           f"needs {task.num_exemplars} exemplars but the {task.exemplar_split} "
+                           f"split has {len(self.exemplars)} records")
     self._task_hash = zlib.crc32(task.name.encode())
 
   def __len__(self) -> int:

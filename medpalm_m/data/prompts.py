@@ -16,6 +16,7 @@ here is part of the data: changing one changes what the model is trained and sco
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Sequence
 
@@ -130,6 +131,9 @@ SYNTHETIC_MIMIC_CXR_REPORT_INSTRUCTION = instructions(
 SYNTHETIC_MIMIC_CXR_CLASSIFICATION_INSTRUCTION = instructions(
     "You are a helpful radiology assistant. Identify if a specific type of abnormality is "
     "shown in the X-ray.")
+# The zero-shot TB analog asks as the chest X-ray classification analog does.
+SYNTHETIC_TUBERCULOSIS_INSTRUCTION = instructions(
+    "You are a helpful radiology assistant. Identify if tuberculosis is shown in the X-ray.")
 SYNTHETIC_PAD_UFES_20_INSTRUCTION = instructions(
     "You are a helpful dermatology assistant. Classify the skin lesion.")
 SYNTHETIC_VINDR_MAMMO_INSTRUCTION = instructions(
@@ -202,3 +206,112 @@ def format_genotype(record: tasks.Record, exemplars: Sequence[tasks.Record], *,
   # SNP-F1 and indel-F1 are computed separately.
   return {**_zero_shot_choice(record, task_name, prompt, GENOTYPES),
           "variant_type": tasks.text(record["variant_type"])}
+
+
+# Zero-shot tuberculosis detection [Med-PaLM M §6.2.1, Fig. 3] ---------------------------------
+# The paper asks a yes/no multiple-choice question with one text-only exemplar, on a concept no
+# training task names; it gives the form, not every word. Ours: the MIMIC-CXR classification
+# instruction and question with tuberculosis as the abnormality, answers ending with ".".
+TUBERCULOSIS_INSTRUCTION = (
+    "Instructions: You are a helpful radiology assistant. The following are questions about "
+    "tuberculosis vs normal chest X-rays. Identify if tuberculosis is shown in the X-ray.")
+# Figure 3's chain-of-thought request.
+CHAIN_OF_THOUGHT_INSTRUCTION = (
+    "Solve it step by step, output a single option from the following options as the final answer.")
+# The one exemplar, text only (its image is the literal "<img>"); the chain-of-thought variant's
+# exemplar reasons first and ends with the marker `final_answer` reads back.
+TUBERCULOSIS_EXEMPLAR_VIEW = "PA"
+TUBERCULOSIS_EXEMPLAR_REASONING = (
+    "There is a cavity with a thick wall in the right upper lobe and patchy opacity around it. "
+    "An upper-lobe cavity is typical of tuberculosis.")
+FINAL_ANSWER_MARKER = "The final answer is"
+
+
+def _tuberculosis_query(view: str) -> str:
+  return (f"Given the {view} view X-ray image {tokenizer.IMAGE_MARKER}. "
+          f"Q: Is tuberculosis indicated by the image? {option_list(CHEST_XRAY_ANSWERS)} A:")
+
+
+def tuberculosis_prompt(view: str, *, chain_of_thought: bool, instruction: str) -> str:
+  """Instruction, the text-only exemplar (a "Yes" case) and the question about `view`'s image."""
+  exemplar = tokenizer.escape_image_markers(_tuberculosis_query(TUBERCULOSIS_EXEMPLAR_VIEW))
+  if chain_of_thought:
+    instruction = f"{instruction} {CHAIN_OF_THOUGHT_INSTRUCTION}"
+    answer = f"{TUBERCULOSIS_EXEMPLAR_REASONING} {FINAL_ANSWER_MARKER} (B) Yes."
+  else:
+    answer = "Yes."
+  return f"{instruction} {exemplar} {answer} {_tuberculosis_query(view)}"
+
+
+def tuberculosis_tasks(name: str, builder: type, *, instruction: str,
+                       paper_task: str | None) -> tuple[tasks.Task, tasks.Task]:
+  """The direct task (accuracy, and macro-AUC from option scoring: the normalised probability of
+  each class that the paper lacked) and its chain-of-thought variant `<name>_cot` (accuracy on
+  the answer parsed from the reasoning's end). Evaluation only: no train split."""
+
+  def formatter(chain_of_thought: bool, task_name: str):
+    def format_tuberculosis(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
+      del exemplars  # the exemplar is fixed text, as in the paper
+      prompt = tuberculosis_prompt(tasks.text(record["view"]), chain_of_thought=chain_of_thought,
+                                   instruction=instruction)
+      return {**_zero_shot_choice(record, task_name, prompt, CHEST_XRAY_ANSWERS),
+              "target": answer(CHEST_XRAY_ANSWERS[int(record['label'])])}
+    return format_tuberculosis
+
+  common = dict(builder=builder, options=CHEST_XRAY_ANSWERS, paper_task=paper_task,
+                splits={"test": "test"})
+  direct = tasks.Task(name=name, formatter=formatter(False, name), metrics=("accuracy", "macro_auc"),
+                      **common)
+  cot_name = f"{name}_cot"
+  cot = tasks.Task(name=cot_name, formatter=formatter(True, cot_name), metrics=("accuracy",),
+                   postprocess=final_answer, chain_of_thought=True, **common)
+  return tasks.register(direct), tasks.register(cot)
+
+
+_ANSWER_MARKER = re.compile(r"\banswer\s*(?:is\s*:?|:)", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def final_answer(reasoning: str) -> str:
+  """The answer at the end of a chain of thought: what follows its last "answer is" / "answer:",
+  else its last sentence. Whether that names an option is the scorer's call (an answer that
+  names none is counted as unparseable and scored wrong)."""
+  reasoning = reasoning.strip()
+  markers = list(_ANSWER_MARKER.finditer(reasoning))
+  if markers:
+    return reasoning[markers[-1].end():].strip()
+  sentences = _SENTENCE_END.split(reasoning)
+  return sentences[-1].strip() if sentences else ""
+
+
+# Zero-shot two-view report generation [Med-PaLM M §6.2.3, Table 5] -----------------------------
+# Training shows one image per report; the two-view prompt gives the frontal view, then the
+# lateral one, each as the single-view prompt names it, and asks the single-view question.
+
+def _two_view_query(record: tasks.Record) -> str:
+  indication = tasks.text(record["indication"]).rstrip(". ")
+  reason = f" Reason for the study: {indication}." if indication else ""
+  return (f"Given the {tasks.text(record['frontal_view'])} view X-ray image {tokenizer.IMAGE_MARKER}. "
+          f"Given the LATERAL view X-ray image {tokenizer.IMAGE_MARKER}.{reason} "
+          "Q: Describe the findings in the image following the instructions. A:")
+
+
+def two_view_report_formatter(task_name: str, instruction: str):
+  """Frontal and lateral image of one study -> its findings, after text-only exemplars."""
+
+  def format_two_view(record: tasks.Record, exemplars: Sequence[tasks.Record]) -> tasks.Example:
+    parts = [instruction]
+    for exemplar in exemplars:
+      parts.append(tokenizer.escape_image_markers(_two_view_query(exemplar)) + " "
+                   + tasks.text(exemplar["findings"]))
+    parts.append(_two_view_query(record))
+    return {"id": tasks.text(record["id"]), "task": task_name,
+            "images": [np.asarray(record["frontal_image"]), np.asarray(record["lateral_image"])],
+            "prompt": " ".join(parts), "target": tasks.text(record["findings"])}
+
+  return format_two_view
+
+
+# The report metrics of MIMIC-CXR report generation (Table 2) and of the two-view reports (Table 5).
+REPORT_METRICS = ("bleu1", "bleu4", "rouge_l", "cider_d", "chexbert_micro_f1_14", "chexbert_macro_f1_14",
+                  "chexbert_micro_f1_5", "chexbert_macro_f1_5", "f1_radgraph")

@@ -23,8 +23,14 @@ class Task:
   formatter: Callable[[Record, Sequence[Record]], Example]
   metrics: tuple[str, ...]
   options: tuple[str, ...] | None = None  # classification: every option, in prompt order
-  num_exemplars: int = 0  # few-shot exemplars drawn from the train split (text-only)
+  num_exemplars: int = 0  # few-shot exemplars drawn from `exemplar_split` (text-only)
   splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"train": "train", "test": "test"})
+  # Where exemplars come from: an evaluation-only task (no "train" split, so no mixture can train
+  # on it) draws them from another of its splits, never the example itself.
+  exemplar_split: str = "train"
+  # A chain-of-thought variant: the answer is parsed from the reasoning's end
+  # (`prompts.final_answer`) and its result always says how many answers did not parse.
+  chain_of_thought: bool = False
   # The MultiMedBench task whose paper numbers sit beside ours in the benchmark table.
   paper_task: str | None = None
   postprocess: Callable[[str], str] = str.strip

@@ -2,9 +2,11 @@
 metrics; classification AUC from option log-likelihoods.
 
     report = evaluate(cfg, workdir)       # the latest checkpoint; writes eval/step_N.json
+    report = evaluate(cfg, workdir, suite="zero_shot")   # a suite of config.evals: eval/zero_shot/
 
 The report is {"step": N, "split": ..., "tasks": {task: {metric: value, "n": count,
-"baseline": {metric: value}}}}, values in percent; `medpalm_m.evaluation.report` formats it.
+"baseline": {metric: value}}}}, values in percent (plus "suite": name for a named suite);
+`medpalm_m.evaluation.report` formats it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from medpalm_m.data import pipeline, preprocess, tasks as tasks_lib
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.evaluation import report as report_lib
 from medpalm_m.evaluation import scoring
+from medpalm_m.evaluation import suites
 from medpalm_m.model import decode
 
 
 class Evaluator:
   """Compiled decoding and option scoring of one model on the runtime's mesh; reused across calls,
   so a second evaluation compiles nothing new. Greedy decoding of config.eval.max_decode_tokens by
-  default.
+  default; `spec` is the sequence layout (default: the training one; a suite's may hold more
+  images).
 
   Data-parallel: config.eval.batch_size counts examples over the whole mesh; each global batch is
   sharded over the batch axes, each process reads and preprocesses only the rows its devices
@@ -43,10 +47,11 @@ class Evaluator:
 
   def __init__(self, runtime: runtime_lib.Runtime, tokenizer: tok.Tokenizer, *,
                sampling: decode.SamplingConfig | None = None, beam_width: int = 1,
-               batch_size: int | None = None, data_parallel: bool = True):
+               batch_size: int | None = None, data_parallel: bool = True,
+               spec: preprocess.SequenceSpec | None = None):
     cfg = runtime.cfg
     self.runtime, self.cfg, self.template, self.tokenizer = runtime, cfg, runtime.template, tokenizer
-    self.spec = runtime.spec
+    self.spec = spec or runtime.spec
     self.batch_size = batch_size or cfg.eval.batch_size
     self.sampling = sampling or decode.SamplingConfig(max_new_tokens=cfg.eval.max_decode_tokens)
     self.beam_width = beam_width
@@ -145,6 +150,9 @@ class Evaluator:
               for k in ("prompt_truncated", "target_truncated", "dropped")}
     result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg)
     result.update({"n": n, **{k: v for k, v in counts.items() if v}})
+    unparseable = scoring.unparseable(task, examples, predictions)
+    if unparseable or task.chain_of_thought:  # already scored wrong; this says how many
+      result["unparseable"] = unparseable
     if self.cfg.eval.bootstrap:
       result["margin_ci95"] = scoring.bootstrap_margin(task, examples, predictions, targets, probs,
                                                        self.cfg, self.cfg.eval.bootstrap,
@@ -188,23 +196,33 @@ def _without_images(example: dict) -> dict:
   return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in example.items() if k != "images"}
 
 
+def suite_evaluator(runtime: runtime_lib.Runtime, tokenizer: tok.Tokenizer, suite: suites.Suite) -> Evaluator:
+  """An Evaluator with the suite's decode settings and sequence layout."""
+  return Evaluator(runtime, tokenizer, spec=suite.sequence_spec(runtime.spec),
+                   sampling=decode.SamplingConfig(max_new_tokens=suite.max_decode_tokens))
+
+
 def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence[str] | None = None,
-             split: str | None = None, params=None, runtime: runtime_lib.Runtime | None = None,
+             split: str | None = None, suite: str | None = None, params=None,
+             runtime: runtime_lib.Runtime | None = None,
              evaluator: Evaluator | None = None) -> dict[str, Any] | None:
   """Evaluate `params` (default: the workdir's checkpoint `step`, else its latest) on every task
-  of the mixture (or `task_names`). Every process takes part; process 0 writes the report and
-  returns it, the others return None."""
+  of the mixture, or of the named `suite` of config.evals (or `task_names`). Every process takes
+  part; process 0 writes the report and returns it, the others return None."""
   workdir = os.path.abspath(workdir)
-  split = split or cfg.eval.split
+  plan = suites.named_suite(cfg, suite) if suite else suites.mixture_suite(cfg)
+  split = split or plan.split
+  task_names = list(task_names or plan.tasks)
+  for name in task_names:
+    tasks_lib.get(name)  # an unknown task is named before anything is built or restored
   data_dir, tokenizer = runtime_lib.prepare_data(cfg)
   runtime = runtime or runtime_lib.Runtime(cfg)
   if params is None:
     params, step = runtime.restore_params(workdir, step)
   elif step is None:
     raise ValueError("evaluate(params=...) needs the step the parameters come from")
-  task_names = list(task_names or sorted(cfg.data.mixture))
   task_ids = pipeline.task_ids(task_names)
-  evaluator = evaluator or Evaluator(runtime, tokenizer)
+  evaluator = evaluator or suite_evaluator(runtime, tokenizer, plan)
   results, start = {}, time.perf_counter()
   for name in task_names:
     task = tasks_lib.get(name)
@@ -215,12 +233,12 @@ def evaluate(cfg, workdir: str, *, step: int | None = None, task_names: Sequence
     results[name] = result
     logging.info("evaluated %s (%d examples) in %.1fs", name, result["n"], time.perf_counter() - t0)
     if cfg.eval.write_predictions:
-      directory = os.path.join(workdir, "eval", f"predictions_step_{step}")
+      directory = os.path.join(plan.directory(workdir), f"predictions_step_{step}")
       os.makedirs(directory, exist_ok=True)
       with open(os.path.join(directory, f"{name}.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
   if jax.process_index() != 0:
     return None
   report = {"step": int(step), "split": split, "wall_time_sec": time.perf_counter() - start,
-            "runtime": runtime.describe(), "tasks": results}
-  return report_lib.write_report(report, report_lib.report_path(workdir, step, split, cfg.eval.split))
+            "runtime": runtime.describe(), "tasks": results, **({"suite": plan.name} if plan.name else {})}
+  return report_lib.write_report(report, plan.report_path(workdir, step, split))

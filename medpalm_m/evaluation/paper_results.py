@@ -1,4 +1,5 @@
-"""The paper's MultiMedBench numbers [Tu et al. 2023, Table 2]: prior SOTA and Med-PaLM M sizes.
+"""The paper's numbers [Tu et al. 2023, Table 2; zero-shot: Section 6.2, Table 5]: prior SOTA and
+Med-PaLM M sizes.
 
 Keyed by `Task.paper_task` and our metric names; values in percent; None where the paper has N/A.
 """
@@ -31,4 +32,15 @@ PAPER: dict[str, dict[str, tuple[float | None, float, float, float]]] = {
     "CBIS-DDSM calcification": {"macro_auc": (None, 81.40, 82.22, 80.90),
                                 "macro_f1": (70.71, 67.86, 63.81, 63.03)},
     "PrecisionFDA": {"indel_f1": (99.40, 96.42, 97.04, 95.46), "snp_f1": (99.70, 99.35, 99.32, 99.16)},
+    # Zero-shot [Section 6.2]. TB: accuracy on Montgomery County, prior SOTA an EfficientNet
+    # ensemble trained on those 138 images; the paper gives no AUC. Two-view reports: Table 5.
+    "Montgomery TB (zero-shot)": {"accuracy": (92.60, 86.96, 82.60, 87.68)},
+    "MIMIC-CXR two-view report (zero-shot)": {
+        "chexbert_micro_f1_14": (None, 49.80, 50.54, 48.85),
+        "chexbert_macro_f1_14": (None, 37.69, 37.78, 37.29),
+        "chexbert_micro_f1_5": (None, 54.49, 56.37, 54.36),
+        "chexbert_macro_f1_5": (None, 48.33, 51.23, 48.49),
+        "f1_radgraph": (None, 26.73, 28.30, 27.28),
+        "bleu1": (None, 33.31, 34.58, 33.83), "bleu4": (None, 11.51, 12.44, 12.47),
+        "rouge_l": (None, 27.84, 28.71, 28.49), "cider_d": (None, 27.58, 29.80, 29.80)},
 }

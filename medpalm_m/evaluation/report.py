@@ -11,23 +11,17 @@ from medpalm_m.data import tasks as tasks_lib
 from medpalm_m.evaluation import paper_results
 
 
-def report_path(workdir: str, step: int, split: str, config_split: str) -> str:
-  """The config's split is the step's report; another split (--split=train) goes beside it, so
-  that neither overwrites the other."""
-  suffix = "" if split == config_split else f"_{split}"
-  return os.path.join(workdir, "eval", f"step_{step}{suffix}.json")
-
-
 def write_report(report: dict[str, Any], path: str) -> dict[str, Any]:
   """Writes `report`, keeping the tasks of an existing report at `path` that were not evaluated
-  again (--tasks updates some tasks of a step); returns what was written. Called by process 0."""
+  again (--tasks updates some tasks of a step); returns what was written, with where ("path").
+  Called by process 0."""
   if os.path.exists(path):
     with open(path) as f:
       report = {**report, "tasks": {**json.load(f).get("tasks", {}), **report["tasks"]}}
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
     json.dump(report, f, indent=2, sort_keys=True)
-  return report
+  return {**report, "path": path}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -46,16 +40,23 @@ def format_table(report: dict[str, Any]) -> str:
                    *ci, *(_fmt(v) for v in paper)])
   widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
   line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))
-  out = [f"MultiMedBench results at step {report['step']} ({report['split']} split); "
-         "paper columns: the real task this one stands in for (Tu et al. 2023, Table 2)",
-         line(header), line(["-" * w for w in widths])]
+  if "suite" in report:
+    title = (f"Suite {report['suite']!r} results at step {report['step']} ({report['split']} split); "
+             "paper columns: the real task this one stands in for (Tu et al. 2023, Table 2; "
+             "zero-shot: Section 6.2 and Table 5)")
+  else:
+    title = (f"MultiMedBench results at step {report['step']} ({report['split']} split); "
+             "paper columns: the real task this one stands in for (Tu et al. 2023, Table 2)")
+  out = [title, line(header), line(["-" * w for w in widths])]
   beaten, compared = baseline_summary(report)
   summary = f"above the baseline on {beaten} of {compared} scored metrics"
   if with_ci:
     clear = sum(interval[0] > 0 for result in report["tasks"].values()
                 for interval in result.get("margin_ci95", {}).values())
     summary += f"; on {clear} the whole 95% interval of ours-baseline is above 0"
-  return "\n".join(out + [line(r) for r in rows] + [summary])
+  unparsed = [f"{name}: {result['unparseable']} of {result['n']} answers name no option (scored wrong)"
+              for name, result in sorted(report["tasks"].items()) if "unparseable" in result]
+  return "\n".join(out + [line(r) for r in rows] + [summary] + unparsed)
 
 
 def baseline_summary(report: dict[str, Any]) -> tuple[int, int]:

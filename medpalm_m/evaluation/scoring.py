@@ -73,6 +73,19 @@ def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples
           for metric, d in differences.items() if not np.all(np.isnan(d))}
 
 
+def unparseable(task, examples, predictions) -> int:
+  """How many answers of a multiple-choice task name none of its options (each is scored wrong:
+  a chain of thought that never states its answer, a reply off the option list); 0 for a task
+  without options."""
+  if "options" in examples[0]:
+    option_lists = [ex["options"] for ex in examples]
+  elif task.options:
+    option_lists = [task.options] * len(examples)
+  else:
+    return 0
+  return sum(metrics_lib.parse_choice(p, options) is None for p, options in zip(predictions, option_lists))
+
+
 def as_option_letters(examples, predictions) -> tuple[list[str], list[str]]:
   """Multiple choice with different options per question (MedQA, MedMCQA): map each answer to
   the letter of the option it names ("(C) zorivax", "C" or "zorivax" all count as C)."""

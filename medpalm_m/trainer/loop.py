@@ -137,7 +137,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   totals = {k: np.zeros(len(task_names)) for k in
             ("nll", "tokens", "prompt_truncated", "target_truncated", "dropped")}
   last: dict[str, Any] = {}
-  evaluator = None
+  evaluators: dict = {}  # suite name (None: the mixture's) -> its Evaluator, compiled once
   step = start
   failed = True
   try:
@@ -196,7 +196,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)
       if cfg.train.eval_every and step % cfg.train.eval_every == 0:
-        evaluator = periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluator, writer)
+        periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluators, writer)
+      for suite in _due_suites(cfg, step):
+        periodic_eval(cfg, workdir, trainer, tokenizer, state["params"], step, evaluators, writer,
+                      suite=suite)
       if stopping:
         checkpointer.wait()
         say(f"received SIGTERM: saved step {step}, exiting")
@@ -251,21 +254,32 @@ def _close_quietly(checkpointer: ckpt_lib.Checkpointer) -> None:
     pass
 
 
-def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluator, writer):
-  """`medpalm_m.evaluation` on the live parameters: writes eval/step_N.json and
-  logs the headline metrics; its compiled programs are reused at every evaluation."""
+def _due_suites(cfg, step: int) -> list[str]:
+  from medpalm_m.evaluation import suites
+  return [suite.name for suite in suites.due(cfg, step)]
+
+
+def periodic_eval(cfg, workdir, trainer, tokenizer, params, step, evaluators: dict, writer,
+                  suite: str | None = None) -> None:
+  """`medpalm_m.evaluation` on the live parameters: the mixture's tasks (eval/step_N.json, logged
+  as "eval") or a suite of config.evals (eval/<suite>/step_N.json, logged as "eval_<suite>");
+  each one's compiled programs are kept in `evaluators` and reused at every evaluation."""
   from medpalm_m import evaluation
-  evaluator = evaluator or evaluation.Evaluator(trainer.runtime, tokenizer)
-  report = evaluation.evaluate(cfg, workdir, step=step, params=params, runtime=trainer.runtime,
-                               evaluator=evaluator)
+  from medpalm_m.evaluation import suites
+  if suite not in evaluators:
+    plan = suites.named_suite(cfg, suite) if suite else suites.mixture_suite(cfg)
+    evaluators[suite] = evaluation.suite_evaluator(trainer.runtime, tokenizer, plan)
+  report = evaluation.evaluate(cfg, workdir, step=step, suite=suite, params=params,
+                               runtime=trainer.runtime, evaluator=evaluators[suite])
   if report is None:  # process 0 scores, writes and logs
-    return evaluator
+    return
   beaten, compared = evaluation.baseline_summary(report)
   scores = {f"{task}/{metric}": value for task, result in report["tasks"].items()
             for metric, value in result.items() if isinstance(value, float)}
-  writer.write(step, {"eval": scores, "eval_above_baseline": beaten, "eval_metrics_compared": compared})
-  say(f"step {step}: evaluation above the baseline on {beaten} of {compared} metrics")
-  return evaluator
+  key = f"eval_{suite}" if suite else "eval"
+  writer.write(step, {key: scores, f"{key}_above_baseline": beaten, f"{key}_metrics_compared": compared})
+  say(f"step {step}: {f'suite {suite!r}' if suite else 'evaluation'} above the baseline on {beaten} "
+      f"of {compared} metrics")
 
 
 def _nonzero(names, counts) -> dict[str, int]:

@@ -13,3 +13,5 @@ from medpalm_m.data.builders import (medmcqa, medqa, mimic_iii, path_vqa, pubmed
 # Imaging and genomics datasets.
 from medpalm_m.data.builders import (cbis_ddsm, mimic_cxr, pad_ufes_20, precision_fda,  # noqa: F401
                                      vindr_mammo)
+# Evaluation only: zero-shot tuberculosis detection and two-view report generation.
+from medpalm_m.data.builders import mimic_cxr_two_view, tuberculosis  # noqa: F401

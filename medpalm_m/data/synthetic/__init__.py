@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from medpalm_m.data.synthetic import (chest_xray, dermatology, genomics, mammography,  # noqa: F401
-                                      medical_qa, summarization, vqa)
+                                      medical_qa, summarization, vqa, zero_shot)
 
 TOKENIZER_FILE = "medpalm_m_synthetic_spm.model"
 

@@ -3,7 +3,8 @@
 A subclass defines its features, split sizes and `generate(rng, index, split) -> record`. Records
 are generated from a seed derived from (builder name, split, index), so a build is deterministic
 and any record can be regenerated alone. Test records whose `content_key` also occurs in train are
-regenerated with the next seed, so the held-out split never repeats a training example.
+regenerated with the next seed, so the held-out split never repeats a training example. An
+evaluation-only builder (the zero-shot tasks') has no train split.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
     split) may override this instead of `generate`.
     """
     train_keys: set[str] = set()
-    if split == "train":
+    if "train" not in self.SPLIT_SIZES:
+      pass  # an evaluation-only builder: nothing to keep apart from
+    elif split == "train":
       self._train_keys = train_keys  # filled as train is generated, reused by the test split
     elif getattr(self, "_train_keys", None) is not None and len(self._train_keys) == self.SPLIT_SIZES["train"]:
       train_keys = self._train_keys

@@ -46,6 +46,9 @@ class Findings:
   consolidation: tuple[str, str] | None = None  # (side, "upper" | "mid")
   edema: str | None = None  # "mild" | "moderate"
   effusion: tuple[str, str] | None = None  # ("small" | "moderate" | "large", side)
+  # Not one of CONDITIONS: only the zero-shot TB analog (synthetic/zero_shot.py) draws it, so no
+  # training task ever shows or names it.
+  tuberculosis: str | None = None  # side of an upper-lobe cavity: "right" | "left"
 
   def present(self) -> tuple[int, ...]:
     """Presence of each of CONDITIONS, in order."""
@@ -170,6 +173,20 @@ def _atelectasis(size: draw.Size, lung: _Lung) -> tuple[draw.Mask, draw.Mask]:
           draw.intersect(draw.polygon(size, dome), lung.mask))
 
 
+def _tuberculosis(rng: np.random.Generator, size: draw.Size, lung: _Lung) -> tuple[draw.Mask, ...]:
+  """(patchy infiltrate, the cavity's thick wall, the air inside it) in the lung's upper zone:
+  the upper-lobe cavitary lesion of post-primary tuberculosis."""
+  _, y0, _, _ = lung.box
+  center = (lung.x_at(rng.uniform(0.4, 0.7)), y0 + rng.uniform(0.18, 0.3) * lung.height)
+  outer = rng.uniform(0.18, 0.24) * lung.width
+  inner = outer * rng.uniform(0.45, 0.6)
+  outline = draw.blob_outline(rng, center, (0.45 * lung.width, 0.2 * lung.height), irregularity=0.4)
+  infiltrate = draw.intersect(draw.polygon(size, outline), draw.noise(rng, size, cell=3, low=0.5), lung.mask)
+  wall = draw.subtract(draw.ellipse(size, center, (outer, outer)), draw.ellipse(size, center, (inner, inner)))
+  return (draw.scaled(infiltrate, 0.7), draw.intersect(wall, lung.mask),
+          draw.intersect(draw.ellipse(size, center, (inner, inner)), lung.mask))
+
+
 def _paint_conditions(rng: np.random.Generator, image: Image.Image, lungs: dict[str, _Lung],
                       findings: Findings) -> None:
   size = image.size
@@ -197,6 +214,9 @@ def _paint_conditions(rng: np.random.Generator, image: Image.Image, lungs: dict[
     severity, side = findings.effusion
     for lung in on(side):
       draw.paint(image, _effusion(size, lung, severity), _FLUID)
+  if findings.tuberculosis:  # last, so the five conditions draw exactly as without it
+    for mask, level in zip(_tuberculosis(rng, size, on(findings.tuberculosis)[0]), (_FLUID, _FLUID + 20, _AIR)):
+      draw.paint(image, mask, level)
 
 
 def _draw_frontal(rng: np.random.Generator, size: draw.Size, findings: Findings, view: str) -> Image.Image:
