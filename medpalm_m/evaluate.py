@@ -20,8 +20,6 @@ each process reads and decodes its share of the examples, process 0 scores and w
 library is `medpalm_m.evaluation`.
 """
 
-import os
-
 import jax
 from absl import app, flags
 from ml_collections import config_flags

@@ -216,7 +216,7 @@ TUBERCULOSIS_INSTRUCTION = (
     "Instructions: You are a helpful radiology assistant. The following are questions about "
     "tuberculosis vs normal chest X-rays. Identify if tuberculosis is shown in the X-ray.")
 # Figure 3's chain-of-thought request.
-CHAIN_OF_THOUGHT_INSTRUCTION = (
+CHAIN_OF_THOUGHT_REQUEST = (
     "Solve it step by step, output a single option from the following options as the final answer.")
 # The one exemplar, text only (its image is the literal "<img>"); the chain-of-thought variant's
 # exemplar reasons first and ends with the marker `final_answer` reads back.
@@ -236,7 +236,7 @@ def tuberculosis_prompt(view: str, *, chain_of_thought: bool, instruction: str) 
   """Instruction, the text-only exemplar (a "Yes" case) and the question about `view`'s image."""
   exemplar = tokenizer.escape_image_markers(_tuberculosis_query(TUBERCULOSIS_EXEMPLAR_VIEW))
   if chain_of_thought:
-    instruction = f"{instruction} {CHAIN_OF_THOUGHT_INSTRUCTION}"
+    instruction = f"{instruction} {CHAIN_OF_THOUGHT_REQUEST}"
     answer = f"{TUBERCULOSIS_EXEMPLAR_REASONING} {FINAL_ANSWER_MARKER} (B) Yes."
   else:
     answer = "Yes."

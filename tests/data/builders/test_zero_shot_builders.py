@@ -91,7 +91,7 @@ def test_montgomery_prompt_has_the_text_only_exemplar_and_no_reading(montgomery)
                            "image? (A) No (B) Yes A:")
     assert "cavitary" not in prompt  # the reading would give the answer away
     assert example["target"] == "Yes." and example["label"] == 1 and len(example["images"]) == 1
-    assert (prompts.CHAIN_OF_THOUGHT_INSTRUCTION in prompt) == cot
+    assert (prompts.CHAIN_OF_THOUGHT_REQUEST in prompt) == cot
     assert (prompts.FINAL_ANSWER_MARKER in prompt) == cot
 
 
