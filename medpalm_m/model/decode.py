@@ -3,7 +3,9 @@
 Static shapes throughout: prompts are right-padded to a fixed length T, the cache holds T + the
 maximum number of new tokens, and generated token t of every example goes into cache slot T + t
 (at RoPE position prompt_length + t, so padding between a short prompt and slot T is simply
-masked out). One compiled program serves every batch of the same shape.
+masked out). One compiled program serves every batch of the same shape: the loop stops when
+every row has produced EOS, or at a limit passed as a traced value, so a batch of one-token
+answers costs one step and a task's shorter limit compiles nothing new.
 """
 
 from __future__ import annotations

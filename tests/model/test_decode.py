@@ -234,8 +234,8 @@ def test_options_scored_through_one_prefill_equal_full_forward_passes(attention)
   for option in options:
     continuation = np.zeros((3, width), np.int32)
     continuation[:, :len(option) + 1] = option + [tok.EOS_ID]
-    shared = decode.continuation_logprob(model, cache, last, jnp.asarray(prompt_length), jnp.asarray(continuation),
-                                         jnp.asarray(continuation > 0))
+    shared = decode.continuation_logprob(model, cache, last, jnp.asarray(prompt_length),
+                                         jnp.asarray(continuation), jnp.asarray(continuation > 0))
     full = decode.score_continuations(model, *(jnp.asarray(a) for a in option_batch(option)[:2]),
                                       *(jnp.asarray(a) for a in option_batch(option)[3:]))
     np.testing.assert_allclose(np.asarray(shared), np.asarray(full), atol=1e-5, rtol=1e-5)
