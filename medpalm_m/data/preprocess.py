@@ -74,6 +74,13 @@ class Preprocessor:
   def __init__(self, tokenizer: tok.Tokenizer, spec: SequenceSpec, task_ids: Mapping[str, int]):
     self.tokenizer, self.spec, self.task_ids = tokenizer, spec, dict(task_ids)
 
+  def target_ids(self, target: str) -> tuple[list[int], bool]:
+    """The target's token ids as a sequence holds them (EOS last, cut to max_target_tokens + 1),
+    and whether they were cut."""
+    ids = self.tokenizer.encode(target) + [tok.EOS_ID]
+    limit = self.spec.max_target_tokens + 1
+    return ids[:limit], len(ids) > limit
+
   def __call__(self, example: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Features of one example. One that cannot fit keeps its batch slot with empty masks and
     `dropped` set, so it is counted and never trained on."""
@@ -89,7 +96,7 @@ class Preprocessor:
     if len(images) > spec.max_images:
       raise ExampleError(example, f"{len(images)} images exceed config.data.max_images="
                          f"{spec.max_images}")
-    prompt_truncated = target_truncated = dropped = False
+    prompt_truncated = dropped = False
     if len(prompt_ids) > spec.max_prompt_tokens:
       # Keep the end of the prompt (the question the target answers); an image cut in part would
       # desynchronise slots and images, so such an example is dropped instead.
@@ -97,10 +104,7 @@ class Preprocessor:
       dropped = tok.IMAGE_ID in prompt_ids[:cut]
       prompt_ids = [] if dropped else prompt_ids[cut:]
       prompt_truncated = not dropped
-    target_ids = [] if dropped else self.tokenizer.encode(example["target"]) + [tok.EOS_ID]
-    if len(target_ids) > spec.max_target_tokens + 1:
-      target_ids = target_ids[: spec.max_target_tokens + 1]
-      target_truncated = True
+    target_ids, target_truncated = ([], False) if dropped else self.target_ids(example["target"])
 
     prefix = [tok.BOS_ID] + prompt_ids
     ids = prefix + target_ids

@@ -17,6 +17,7 @@ import time
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.special
 from absl import logging
@@ -34,8 +35,9 @@ from medpalm_m.model import decode
 class Evaluator:
   """Compiled decoding and option scoring of one model on the runtime's mesh; reused across calls,
   so a second evaluation compiles nothing new. Greedy decoding of config.eval.max_decode_tokens by
-  default; `spec` is the sequence layout (default: the training one; a suite's may hold more
-  images).
+  default, stopping when every row has finished; a task with options decodes no more than its
+  longest option. Option scoring runs each prompt once and scores every option through its cache.
+  `spec` is the sequence layout (default: the training one; a suite's may hold more images).
 
   Data-parallel: config.eval.batch_size counts examples over the whole mesh; each global batch is
   sharded over the batch axes, each process reads and preprocesses only the rows its devices
@@ -69,25 +71,39 @@ class Evaluator:
     self.parts = self.batch_size // len(self.rows)
     self.examples_decoded = 0  # real (not padding) rows this process fed to decoding
     self.decode_batch = jax.jit(self._decode_fn, out_shardings=replicated)
-    self._score = jax.jit(self._score_fn, out_shardings=replicated)
+    self._prefill = jax.jit(self._prefill_fn, static_argnames="width")
+    self._score_option = jax.jit(self._score_option_fn, out_shardings=replicated)
 
-  def _decode_fn(self, params, batch, key=None):
-    """(new tokens [B, max_new_tokens], their log-probs [B, max_new_tokens] or None for beams)."""
+  def _decode_fn(self, params, batch, key=None, limit=None):
+    """(new tokens [B, max_new_tokens], their log-probs [B, max_new_tokens] or None for beams);
+    decoding stops after `limit` tokens (traced: every task shares one program)."""
     model = self.template.bind(params)
     prompt = decode.prompt_only(batch["tokens"], batch["prompt_length"], tok.PAD_ID)
     if self.beam_width > 1:
       new_tokens, _ = decode.beam_search(model, prompt, batch["images"], batch["prompt_length"],
                                          batch["mask_ar"], self.sampling.max_new_tokens,
                                          self.beam_width, tok.EOS_ID,
-                                         constrain_cache=self.runtime.constrain_cache)
+                                         constrain_cache=self.runtime.constrain_cache, limit=limit)
       return new_tokens, None
     return decode.generate(model, prompt, batch["images"], batch["prompt_length"], batch["mask_ar"],
-                           self.sampling, tok.EOS_ID, key, constrain_cache=self.runtime.constrain_cache)
+                           self.sampling, tok.EOS_ID, key, constrain_cache=self.runtime.constrain_cache,
+                           limit=limit)
 
-  def _score_fn(self, params, batch):
+  def _prefill_fn(self, params, batch, width: int):
+    """The KV cache of each row's prompt, with room for `width` more tokens, and its last logits."""
     model = self.template.bind(params)
-    return decode.score_continuations(model, batch["tokens"], batch["images"], batch["input_mask"],
-                                      batch["mask_ar"], batch["mask_loss"])
+    prompt = decode.prompt_only(batch["tokens"], batch["prompt_length"], tok.PAD_ID)
+    return decode.prefill(model, prompt, batch["images"], batch["prompt_length"], batch["mask_ar"], width,
+                          self.runtime.constrain_cache)
+
+  def _score_option_fn(self, params, cache, last_logits, prompt_length, dropped, continuation, mask):
+    """Log-likelihood [B] of one option's tokens [W] (where mask) after every row's prompt; 0 for
+    a dropped example, which has no target to score (as its empty loss mask gives)."""
+    batch = prompt_length.shape[0]
+    score = decode.continuation_logprob(self.template.bind(params), cache, last_logits, prompt_length,
+                                        jnp.broadcast_to(continuation, (batch, continuation.shape[0])),
+                                        jnp.broadcast_to(mask, (batch, mask.shape[0])))
+    return jnp.where(dropped, 0.0, score)
 
   def global_batch(self, local_features: list[dict]) -> dict[str, jax.Array]:
     """The global batch whose rows `self.rows` are these features (this process's share)."""
@@ -103,23 +119,47 @@ class Evaluator:
       outputs.append(jax.tree.map(np.asarray, fn(self.global_batch(local))))
     return outputs
 
-  def decode(self, params, features: list[dict]) -> list[list[int]]:
-    """The new token ids of every example (EOS-padded to max_new_tokens); every process passes
-    the same list (or the same length, for `decode_examples`)."""
-    return self._decode_rows(params, len(features), features.__getitem__)
+  def decode(self, params, features: list[dict], limit: int | None = None) -> list[list[int]]:
+    """The new token ids of every example (EOS-padded to max_new_tokens; at most `limit` of them,
+    default max_new_tokens); every process passes the same list."""
+    return self._decode_rows(params, len(features), features.__getitem__, limit)
 
-  def _decode_rows(self, params, n: int, feature_at) -> list[list[int]]:
-    outputs = self._map_batches(lambda batch: self.decode_batch(params, batch)[0], n, feature_at)
+  def _decode_rows(self, params, n: int, feature_at, limit: int | None = None) -> list[list[int]]:
+    limit = np.int32(limit or self.sampling.max_new_tokens)
+    outputs = self._map_batches(lambda batch: self.decode_batch(params, batch, None, limit)[0], n,
+                                feature_at)
     return np.concatenate(outputs)[:n].tolist() if outputs else []
 
-  def option_probabilities(self, params, n: int, feature_at, options: Sequence[str]) -> np.ndarray:
-    """Normalised likelihood of each option's text as the answer: [n, num_options], where
-    `feature_at(i, option)` preprocesses example i with that option as its target."""
-    k = len(options)
-    outputs = self._map_batches(lambda batch: self._score(params, batch), n * k,
-                                lambda row: feature_at(row // k, options[row % k]))
-    scores = np.concatenate(outputs)[:n * k].reshape(n, k)
-    return scipy.special.softmax(scores, axis=1)
+  def decode_limit(self, continuations: Sequence[Sequence[int]] | None) -> int:
+    """Tokens to decode for a task: with options, its longest option's tokens and EOS (its targets
+    are option texts, so a longer generation is cut where parse_choice still reads an option from
+    its start); else max_new_tokens."""
+    if not continuations:
+      return self.sampling.max_new_tokens
+    return min(self.sampling.max_new_tokens, max(map(len, continuations)))
+
+  def option_probabilities(self, params, n: int, feature_at,
+                           continuations: Sequence[Sequence[int]]) -> np.ndarray:
+    """Normalised likelihood of each option as the answer: [n, num_options] (see option_scores)."""
+    return scipy.special.softmax(self.option_scores(params, n, feature_at, continuations), axis=1)
+
+  def option_scores(self, params, n: int, feature_at, continuations: Sequence[Sequence[int]]) -> np.ndarray:
+    """Log-likelihood of each option as the answer [n, num_options], where `feature_at(i)`
+    preprocesses example i and `continuations` are the options' target ids (EOS last). Each
+    batch's prompts run once; every option is then teacher-forced through their KV cache."""
+    width = _continuation_width(max(map(len, continuations)), self.spec.max_target_tokens + 1)
+    tokens = np.full((len(continuations), width), tok.PAD_ID, np.int32)
+    masks = np.zeros((len(continuations), width), np.bool_)
+    for k, ids in enumerate(continuations):
+      tokens[k, :len(ids)], masks[k, :len(ids)] = ids, True
+
+    def scores(batch):
+      cache, last = self._prefill(params, batch, width)
+      return np.stack([np.asarray(self._score_option(params, cache, last, batch["prompt_length"],
+                                                     batch["dropped"], tokens[k], masks[k]))
+                       for k in range(len(continuations))], axis=1)
+
+    return np.concatenate(self._map_batches(scores, n, feature_at))[:n]
 
   def evaluate_task(self, params, task: tasks_lib.Task, data_dir: str, split: str,
                     task_ids: dict[str, int]) -> tuple[dict[str, Any] | None, list[dict]]:
@@ -129,11 +169,14 @@ class Evaluator:
                                       seed=self.cfg.seed)
     n = len(examples)
     read = _ExampleReader(examples, preprocessor)
-    generated = self._decode_rows(params, n, read.features)
+    # The options as the model is trained to answer them ("Yes."), EOS last: what option scoring
+    # scores and what bounds the decode length.
+    continuations = ([preprocessor.target_ids(option)[0] for option in task.option_targets()]
+                     if task.options else [])
+    generated = self._decode_rows(params, n, read.features, self.decode_limit(continuations))
     probs = None
     if task.options and "macro_auc" in task.metrics:
-      # The options as the model is trained to answer them ("Yes.").
-      probs = self.option_probabilities(params, n, read.with_target, task.option_targets())
+      probs = self.option_probabilities(params, n, read.features, continuations)
     # Each process read only the examples its rows needed; process 0 scores them all.
     gathered = {}
     for share in runtime_lib.gather_from_processes(read.summaries()):
@@ -184,11 +227,14 @@ class _ExampleReader:
                                for k in ("prompt_truncated", "target_truncated", "dropped")}}
     return features
 
-  def with_target(self, index: int, target: str) -> dict:
-    return self.preprocessor({**self.example(index), "target": target})
-
   def summaries(self) -> dict[int, dict]:
     return self._summary
+
+
+def _continuation_width(longest: int, cap: int) -> int:
+  """Cache slots after the prompt for option scoring: the longest option's, rounded up to a power
+  of two (at least 8) so that tasks with options of similar lengths share compiled programs."""
+  return min(max(8, 1 << (longest - 1).bit_length()), cap)
 
 
 def _without_images(example: dict) -> dict:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from medpalm_m import metrics as metrics_lib
 from medpalm_m.data import prompts
+from medpalm_m.evaluation import resampling
 
 
 def condition_groups(examples) -> dict[str, list[int]]:
@@ -48,7 +50,7 @@ def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str,
 
 
 def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples: int,
-                     seed: int = 0) -> dict[str, list[float]]:
+                     seed: int = 0, rescore_every_metric: bool = False) -> dict[str, list[float]]:
   """95% interval of (ours - baseline) per numeric metric, by the paired bootstrap: resample the
   examples with replacement (within each condition where the task averages over conditions),
   score our predictions and the baseline on the same resample (the baseline's constant answer is
@@ -57,20 +59,71 @@ def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples
   97.5th percentiles of the difference. A lower end above 0 says the model beats the baseline by
   more than the luck of drawing these n examples; corpus metrics (BLEU, CIDEr-D) and AUC have no
   closed-form standard error, which is why this resamples instead.
+
+  Metrics that are functions of sums over examples are computed for every resample at once
+  (`resampling`); the others, and all of them with `rescore_every_metric` (the reference the
+  vectorised path is tested against), are rescored resample by resample. Both see the same draws.
   """
+  groups = list(condition_groups(examples).values())
   rng = np.random.default_rng(seed)
-  groups = condition_groups(examples)
+  picks = [[rng.choice(indices, size=len(indices)) for indices in groups] for _ in range(resamples)]
+  by_group = [np.stack([picked[g] for picked in picks]) for g in range(len(groups))]  # [R, n_g] each
+  differences = {} if rescore_every_metric else _vectorised_differences(task, examples, predictions, targets,
+                                                                       probs, groups, by_group)
+  rest = [m for m in task.metrics if m not in differences]
+  if rest:
+    differences.update(_rescored_differences(dataclasses.replace(task, metrics=tuple(rest)), examples,
+                                             predictions, targets, probs, cfg, picks))
+  return {metric: [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))]
+          for metric, d in differences.items() if not np.all(np.isnan(d))}
+
+
+def _rescored_differences(task, examples, predictions, targets, probs, cfg,
+                          picks: list[list[np.ndarray]]) -> dict[str, list[float]]:
+  """ours - baseline of each resample (its per-condition picks), scored from scratch."""
   differences: dict[str, list[float]] = collections.defaultdict(list)
-  for _ in range(resamples):
-    picked = np.concatenate([rng.choice(indices, size=len(indices)) for indices in groups.values()])
+  for per_group in picks:
+    picked = np.concatenate(per_group)
     result = score_grouped(task, [examples[i] for i in picked], [predictions[i] for i in picked],
                            [targets[i] for i in picked], probs[picked] if probs is not None else None, cfg)
     for metric, value in result.items():
       base = result["baseline"].get(metric) if metric != "baseline" else None
       if isinstance(value, float) and isinstance(base, float):
         differences[metric].append(value - base)
-  return {metric: [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))]
-          for metric, d in differences.items() if not np.all(np.isnan(d))}
+  return differences
+
+
+def _vectorised_differences(task, examples, predictions, targets, probs, groups: list[list[int]],
+                            by_group: list[np.ndarray]) -> dict[str, np.ndarray]:
+  """ours - baseline [R] of the metrics `resampling` computes from sums, each the mean over
+  conditions (NaN ones left out) as score_grouped averages them."""
+  options = list(task.options) if task.options else None
+  if "options" in examples[0]:
+    counts = {len(e["options"]) for e in examples}
+    if len(counts) > 1:
+      return {}  # a resample's option letters depend on which questions it drew: rescore
+    predictions, targets = as_option_letters(examples, predictions)
+    options = [prompts.option_letter(i) for i in range(counts.pop())]
+  per_metric: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+  for indices, picks in zip(groups, by_group):
+    position = {index: p for p, index in enumerate(indices)}
+    variant_types = ([examples[i]["variant_type"] for i in indices]
+                     if "variant_type" in examples[indices[0]] else None)
+    scores = resampling.resampled_scores(
+        task.metrics, [predictions[i] for i in indices], [targets[i] for i in indices],
+        np.vectorize(position.__getitem__, otypes=[int])(picks), options=options,
+        option_probs=probs[indices] if probs is not None else None, variant_types=variant_types)
+    for metric, (ours, baseline) in scores.items():
+      per_metric[metric].append(np.stack([ours, baseline]))
+  differences = {}
+  for metric, values in per_metric.items():
+    if len(values) < len(groups):
+      continue
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every condition: NaN
+      ours, baseline = np.nanmean(np.stack(values), axis=0)
+    differences[metric] = ours - baseline
+  return differences
 
 
 def unparseable(task, examples, predictions) -> int:

@@ -60,6 +60,33 @@ def bleu(predictions: Sequence[str], targets: Sequence[str], n: int, *, corpus: 
   return 100.0 * float(pooled[n - 1] if corpus else np.mean(per_example[n - 1]))
 
 
+def bleu_statistics(predictions: Sequence[str], targets: Sequence[str], n: int) -> np.ndarray:
+  """What corpus BLEU-n pools, per example [N, 2 + 2n]: prediction length, reference length, then
+  the n-gram guesses and the clipped matches of orders 1..n (pycocoevalcap's own counts). Sums
+  of these rows over any multiset of examples give its corpus BLEU (`bleu_from_statistics`)."""
+  from pycocoevalcap.bleu.bleu_scorer import BleuScorer
+
+  gts, res = _coco_inputs(predictions, targets)
+  scorer = BleuScorer(n=n)
+  for i in range(len(targets)):
+    scorer += (res[i][0], gts[i])
+  return np.asarray([[c["testlen"], c["reflen"][0], *c["guess"][:n], *c["correct"][:n]] for c in scorer.ctest],
+                    float)
+
+
+def bleu_from_statistics(totals: np.ndarray, n: int) -> np.ndarray:
+  """Corpus BLEU-n in percent from pooled `bleu_statistics` [..., 2 + 2n], computed as
+  pycocoevalcap's BleuScorer.compute_score does (its 1e-15/1e-9 guards included)."""
+  small, tiny = 1e-9, 1e-15
+  testlen, reflen = totals[..., 0], totals[..., 1]
+  guess, correct = totals[..., 2:2 + n], totals[..., 2 + n:2 + 2 * n]
+  value = np.prod((correct + tiny) / (guess + small), axis=-1) ** (1.0 / n)
+  ratio = (testlen + tiny) / (reflen + small)
+  # Only short corpora pay the brevity penalty; the where keeps 1/ratio from dividing by 0.
+  penalty = np.exp(1 - 1 / np.where(ratio < 1, ratio, 1.0))
+  return 100.0 * value * penalty
+
+
 @lru_cache(maxsize=1)
 def _rouge_l_scorer():
   from rouge_score import rouge_scorer
@@ -95,6 +122,50 @@ def cider_d(predictions: Sequence[str], targets: Sequence[str]) -> float:
     return 0.0
   mean, _ = Cider().compute_score(gts, res)
   return 100.0 * float(mean)
+
+
+def cider_d_of_resamples(predictions: Sequence[str], targets: Sequence[str], counts: np.ndarray) -> np.ndarray:
+  """`cider_d` of each resample [R] of these examples, given counts [R, N] (how often each is
+  drawn), without rescoring each: a resample's IDF comes from its document frequencies (sums of
+  counts), and since IDF >= 0 every clipped tf-idf product and norm of an example is a sum of
+  IDF^2 terms, so one sparse product per n-gram order gives every example on every resample."""
+  from pycocoevalcap.cider.cider_scorer import precook
+  from scipy import sparse
+
+  gts, res = _coco_inputs(predictions, targets)
+  columns: dict[tuple, int] = {}
+  entries: dict[str, list] = {"row": [], "column": [], "clipped": [], "hyp": [], "ref": [], "present": []}
+  bigrams = np.zeros((2, len(targets)))  # pycocoevalcap's length: bigram counts (its n == 1 quirk)
+  for i in range(len(targets)):
+    hyp, ref = precook(res[i][0]), precook(gts[i][0])
+    for side, grams in enumerate((hyp, ref)):
+      bigrams[side, i] = sum(tf for g, tf in grams.items() if len(g) == 2)
+    for gram in hyp.keys() | ref.keys():
+      entries["row"].append(i)
+      entries["column"].append(columns.setdefault(gram, len(columns)))
+      entries["clipped"].append(min(hyp.get(gram, 0), ref.get(gram, 0)) * ref.get(gram, 0))
+      entries["hyp"].append(hyp.get(gram, 0) ** 2)
+      entries["ref"].append(ref.get(gram, 0) ** 2)
+      entries["present"].append(float(gram in ref))
+  shape = (len(targets), max(len(columns), 1))
+  matrix = {k: sparse.csr_matrix((entries[k], (entries["row"], entries["column"])), shape=shape)
+            for k in ("clipped", "hyp", "ref", "present")}
+  order = np.zeros(shape[1], int)
+  for gram, column in columns.items():
+    order[column] = len(gram)
+  documents = counts.sum(axis=1)  # [R]
+  frequency = np.asarray(matrix["present"].T @ counts.T)  # [G, R]
+  idf_squared = (np.log(documents)[None, :] - np.log(np.maximum(1.0, frequency))) ** 2
+  similarity = np.zeros((len(targets), counts.shape[0]))
+  for n in range(1, 5):
+    weights = np.where((order == n)[:, None], idf_squared, 0.0)
+    norms = np.sqrt(np.asarray(matrix["hyp"] @ weights) * np.asarray(matrix["ref"] @ weights))
+    clipped = np.asarray(matrix["clipped"] @ weights)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      similarity += np.where(norms > 0, clipped / np.where(norms > 0, norms, 1), 0.0) / 4
+  penalty = np.exp(-((bigrams[0] - bigrams[1]) ** 2) / (2 * 6.0 ** 2))
+  per_example = 10.0 * similarity * penalty[:, None]  # [N, R]
+  return 100.0 * (counts * per_example.T).sum(axis=1) / documents
 
 
 def _squad_tokens(text: str) -> list[str]:

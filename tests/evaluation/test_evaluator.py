@@ -4,13 +4,14 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from medpalm_m import evaluation, runtime, trainer
 from medpalm_m.evaluation import scoring
-from medpalm_m.data import synthetic
+from medpalm_m.data import pipeline, preprocess, synthetic, tasks as tasks_lib
 from medpalm_m.model import decode
 from tests import small_config
 
@@ -54,10 +55,37 @@ def test_a_second_evaluation_compiles_nothing_new(trained):
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_vqa_rad", "synthetic_cbis_ddsm_mass"],
                     params=params, runtime=rt,
                     evaluator=evaluator, step=4)
-  sizes = (evaluator.decode_batch._cache_size(), evaluator._score._cache_size())
+  compiled = lambda: tuple(f._cache_size() for f in (evaluator.decode_batch, evaluator._prefill,
+                                                     evaluator._score_option))
+  sizes = compiled()
+  # Another decode limit (precision_fda's 3 tokens, vqa_rad's 48) and the same options' width.
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_precision_fda", "synthetic_cbis_ddsm_calc"],
                     params=params, runtime=rt, evaluator=evaluator, step=4)
-  assert (evaluator.decode_batch._cache_size(), evaluator._score._cache_size()) == sizes == (1, 1)
+  assert compiled() == sizes == (1, 1, 1)
+
+
+def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_option(trained):
+  cfg, workdir = trained
+  rt = runtime.Runtime(cfg)
+  params, _ = rt.restore_params(workdir)
+  data_dir, tokenizer = runtime.prepare_data(cfg)
+  task = tasks_lib.get("synthetic_cbis_ddsm_mass")
+  # Image prompts and text-only PubMedQA prompts of other lengths in one batch, 7 rows over
+  # batches of 4: the second batch wraps around.
+  examples = [*pipeline.eval_examples(task, data_dir, "test", max_examples=4, seed=0),
+              *pipeline.eval_examples(tasks_lib.get("synthetic_pubmedqa"), data_dir, "test", max_examples=3,
+                                      seed=0)]
+  task_ids = pipeline.task_ids(sorted({ex["task"] for ex in examples}))
+  preprocessor = preprocess.Preprocessor(tokenizer, rt.spec, task_ids)
+  assert len({int(preprocessor(ex)["prompt_length"]) for ex in examples}) > 2
+  evaluator = evaluation.Evaluator(rt, tokenizer, batch_size=4)
+  continuations = [preprocessor.target_ids(option)[0] for option in task.options]
+  shared = evaluator.option_scores(params, len(examples), lambda i: preprocessor(examples[i]), continuations)
+  full = jax.jit(lambda p, b: decode.score_continuations(rt.template.bind(p), b["tokens"], b["images"],
+                                                           b["input_mask"], b["mask_ar"], b["mask_loss"]))
+  for k, option in enumerate(task.options):
+    batch = preprocess.collate([preprocessor({**ex, "target": option}) for ex in examples])
+    np.testing.assert_allclose(shared[:, k], np.asarray(full(params, batch)), atol=1e-5, rtol=1e-5)
 
 
 def test_evaluating_some_tasks_again_keeps_the_others(trained, tmp_path):
