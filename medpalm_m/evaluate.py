@@ -24,7 +24,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import cli, evaluation, runtime
+from medpalm_m import evaluation, runtime, user_errors
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -49,4 +49,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  with user_errors.as_lines():
+    app.run(main, flags_parser=user_errors.parse_flags)

@@ -10,10 +10,10 @@ probabilities too. The library is `medpalm_m.evaluation.answer`.
 
 import json
 
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import cli, evaluation, runtime
+from medpalm_m import evaluation, runtime, user_errors
 from medpalm_m.model import decode
 
 config_flags.DEFINE_config_file("config", None, "Config file; default: the workdir's config.json.")
@@ -44,4 +44,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  with user_errors.as_lines():
+    app.run(main, flags_parser=user_errors.parse_flags)

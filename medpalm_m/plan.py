@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import cli, planning, runtime, topology
+from medpalm_m import planning, runtime, topology, user_errors
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("topology", None, f"Comma-separated topologies ({topology.EXAMPLES}); "
@@ -45,4 +45,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  with user_errors.as_lines():
+    app.run(main, flags_parser=user_errors.parse_flags)

@@ -15,7 +15,7 @@ preemption.listen()
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from medpalm_m import checkpoint, cli, runtime, trainer  # noqa: E402
+from medpalm_m import checkpoint, runtime, trainer, user_errors  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
@@ -31,4 +31,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main, failures=(trainer.DivergenceError, checkpoint.CheckpointSaveError))
+  with user_errors.as_lines(failures=(trainer.DivergenceError, checkpoint.CheckpointSaveError)):
+    app.run(main, flags_parser=user_errors.parse_flags)

@@ -1,5 +1,5 @@
 """Every entry point answers a user's mistake with one `error:` line, exit code 2, and creates
-nothing (medpalm_m.cli)."""
+nothing (medpalm_m.user_errors)."""
 
 import os
 import subprocess

@@ -31,7 +31,7 @@ PARTS = {
     "inspection": {"inspection", "evaluation", "runtime", "core", "model", "data", "metrics"},
     "rating": {"rating", "evaluation", "runtime", "core", "model", "data", "metrics"},
     # The entry points' one way of turning a user's mistake into an `error:` line.
-    "cli": {"cli"},
+    "user_errors": {"user_errors"},
 }
 CORE = {"checkpoint", "sharding", "topology", "flops", "preemption"}
 

@@ -17,7 +17,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import cli, runtime
+from medpalm_m import runtime, user_errors
 from medpalm_m.convert import export_checkpoint, import_checkpoint
 
 _DEFAULT_CONFIG = os.path.join(runtime.REPO_ROOT, "configs", "paligemma_multimedbench.py")
@@ -48,4 +48,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  with user_errors.as_lines():
+    app.run(main, flags_parser=user_errors.parse_flags)

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from medpalm_m import cli
+from medpalm_m import user_errors
 
 DEFAULT_DATA_DIR = "~/.cache/medpalm_m/tensorflow_datasets"
 
@@ -150,11 +150,11 @@ def main(argv=None) -> None:
   from medpalm_m.data.builders import base
   # A refused download (missing or malformed file, unsafe pickle, bad image): the build ran and
   # stopped, exit 1, one line naming the file.
-  with cli.errors_as_lines():
+  with user_errors.as_lines():
     try:
       {"list": cmd_list, "build": cmd_build, "show": cmd_show}[args.command](args)
     except base.REFUSALS as e:
-      cli.fail(cli.message_of(e), cli.FAILED)
+      user_errors.fail(user_errors.message_of(e), user_errors.FAILED)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """One line for every user error: what each entry point does with a mistake in its command line,
 its config or its inputs, instead of a traceback.
 
-    if __name__ == "__main__":
-      cli.run(main)                          # absl entry points (flags, --config=...)
-    with cli.errors_as_lines(): ...          # argparse ones (python -m medpalm_m.data)
+    with user_errors.as_lines():   # around absl's runner (flags_parser=user_errors.parse_flags)
+      ...                          # or an argparse command
 
 Exit codes: 2 (USAGE) for a command line, config or input the program cannot run with, found
 before anything was created; 1 (FAILED) for a run that started and could not go on (divergence,
@@ -17,7 +16,7 @@ import contextlib
 import os
 import re
 import sys
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -46,7 +45,7 @@ def message_of(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def errors_as_lines(failures: Sequence[type[BaseException]] = ()) -> Iterator[None]:
+def as_lines(failures: Sequence[type[BaseException]] = ()) -> Iterator[None]:
   """Known errors inside become one `error:` line and an exit code; others propagate."""
   try:
     yield
@@ -63,13 +62,7 @@ def errors_as_lines(failures: Sequence[type[BaseException]] = ()) -> Iterator[No
     fail(message_of(e), FAILED)
 
 
-def run(main: Callable[[list[str]], None], *, failures: Sequence[type[BaseException]] = ()) -> None:
-  """absl's app.run with one line per flag, config or input error instead of a traceback."""
-  with errors_as_lines(failures):
-    app.run(main, flags_parser=_parse_flags)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str]) -> list[str]:
   """Parse the flags and load every --config now, so that a config file that does not exist or a
   misspelt --config.key fails here, in one line, and not at the config's first use."""
   try:
