@@ -414,7 +414,7 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
   k = cfg.train.grad_accum_steps
   lines = [
       f"{config_name}: {_count(plans[0].num_params)} parameters (decoder {_count(counts['decoder'])}, "
-      f"ViT {_count(counts['vit'])}, projector {_count(counts['projector'])})"
+      f"ViT {_count(counts['vit'])}, {model_cfg.adapter} adapter {_count(counts['projector'])})"
       + (f"; {_count(plans[0].num_trained)} trained (config.optimizer.freeze={cfg.optimizer.freeze!r})"
          if plans[0].num_trained < plans[0].num_params else ""),
       f"batch {cfg.train.batch_size} = {k} x {cfg.train.batch_size // k} (accumulation x "

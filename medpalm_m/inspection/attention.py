@@ -79,6 +79,10 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
   cfg.eval.batch_size = 1  # one question: no padding copies to decode
   # Inference never needs rematerialisation, and values sown inside nnx.remat do not come out.
   cfg.model.decoder.remat = "none"
+  if cfg.model.adapter == "attention_pooler":
+    raise ValueError(f"{workdir.path}: config.model.adapter='attention_pooler' gives the decoder "
+                     "learned query tokens, not image patches; attention over patches needs the "
+                     "'affine' or 'mlp' adapter")
   tokenizer = workdir.tokenizer()
   runtime = Runtime(cfg)
   params, step = runtime.restore_params(workdir.path, step)

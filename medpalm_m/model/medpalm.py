@@ -1,10 +1,11 @@
 """PaLM-E: a ViT and a decoder joined by multimodal sentences.
 
 Token ids carry `image_token_id` in every slot that an image occupies (preprocessing expands each
-`<img>` placeholder into `num_patches` slots). The forward pass encodes the images, maps their
-patch tokens through a learned affine projector into the decoder's embedding space, and writes
-the tokens of image k into the slots of placeholder k, in reading order. Everything else is the
-decoder's own token embedding. Any number of images at any positions, different per example.
+`<img>` placeholder into `num_image_tokens` slots). The forward pass encodes the images, maps their
+patch tokens through the adapter (config.model.adapter, `medpalm_m.model.adapter`: a learned
+affine projector by default as in PaLM-E, a two-layer MLP or an attention pooler) into the
+decoder's embedding space, and writes the tokens of image k into the slots of placeholder k, in
+reading order. Everything else is the decoder's own token embedding. Any number of images at any positions, different per example.
 
 Gemma 3 (MedGemma) reaches this by fields: its image tokens are average-pooled to
 `image_pool_tokens`, RMS-normalised (`projector_norm`) and projected without a bias; the tokens of
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from medpalm_m.model import adapter as adapter_lib
 from medpalm_m.model import attention_impl
 from medpalm_m.model.attention import attention_mask
 from medpalm_m.model.decoder import Decoder, DecoderConfig
@@ -39,6 +41,12 @@ class ModelConfig:
   projector_bias: bool = True
   projector_norm: bool = False  # RMSNorm on image tokens before the projector (Gemma 3)
   image_pool_tokens: int | None = None  # average-pool the patch grid to this many tokens (Gemma 3: 256)
+  # What joins the ViT to the decoder (medpalm_m.model.adapter): 'affine' (PaLM-E), 'mlp'
+  # (LLaVA-1.5) or 'attention_pooler' (a one-layer Q-Former, BLIP-2 / ELIXR).
+  adapter: Literal["affine", "mlp", "attention_pooler"] = "affine"
+  # The attention pooler's learned queries: the image tokens the decoder gets per image, any
+  # number; None: as many as the (pooled) patch grid.
+  adapter_queries: int | None = None
   # 'xla' (the reference), 'blocked', 'cudnn' (GPU) or 'splash' (TPU) for the ViT and the decoder,
   # or one per backend, 'tpu:splash,gpu:cudnn,cpu:xla' (medpalm_m.model.attention_impl).
   attention_impl: str = "xla"
@@ -63,6 +71,11 @@ class ModelConfig:
       if side * side != cfg.image_pool_tokens or grid % side:
         raise ValueError(f"model.image_pool_tokens {cfg.image_pool_tokens} must be a square whose "
                          f"side divides the {grid}x{grid} patch grid")
+    if cfg.adapter not in adapter_lib.ADAPTERS:
+      raise ValueError(f"model.adapter must be one of {adapter_lib.ADAPTERS}, got {cfg.adapter!r}")
+    if cfg.adapter_queries is not None and (cfg.adapter != "attention_pooler" or cfg.adapter_queries < 1):
+      raise ValueError(f"model.adapter_queries={cfg.adapter_queries} needs model.adapter="
+                       "'attention_pooler' and a positive count (the image tokens per image)")
     if not 0 <= cfg.image_token_id < decoder.vocab_size:
       raise ValueError(f"model.image_token_id {cfg.image_token_id} is outside the vocabulary "
                        f"(model.decoder.vocab_size={decoder.vocab_size})")
@@ -70,12 +83,17 @@ class ModelConfig:
 
   @property
   def num_image_tokens(self) -> int:
-    return self.image_pool_tokens or self.vit.num_patches
+    """Decoder tokens per image: the attention pooler's queries, or the (pooled) patch grid."""
+    grid = self.image_pool_tokens or self.vit.num_patches
+    return (self.adapter_queries or grid) if self.adapter == "attention_pooler" else grid
 
   def num_params(self) -> dict[str, int]:
+    """Per part; 'projector' counts the whole adapter between the ViT and the decoder."""
     projector = self.vit.width * self.decoder.width
     projector += self.decoder.width if self.projector_bias else 0
     projector += self.vit.width if self.projector_norm else 0
+    projector += adapter_lib.num_params(self.adapter, self.num_image_tokens, self.vit.width,
+                                        self.decoder.width, self.vit.mlp_dim)
     counts = {"vit": self.vit.num_params(), "projector": projector,
               "decoder": self.decoder.num_params()}
     counts["total"] = sum(counts.values())
@@ -113,6 +131,14 @@ class MedPaLMM(nnx.Module):
     self.projector_bias = (param(rngs, (cfg.decoder.width,), ("embed",), value=0.0)
                            if cfg.projector_bias else None)
     self.decoder = Decoder(cfg.decoder, rngs=rngs, attention_impl=cfg.attention_impl)
+    # Created last: the affine default draws the same initial values as before adapters existed.
+    if cfg.adapter == "attention_pooler":
+      self.adapter = adapter_lib.AttentionPooler(cfg.num_image_tokens, cfg.vit.width, cfg.vit.num_heads,
+                                                 cfg.vit.mlp_dim, rngs=rngs, eps=cfg.vit.norm_eps)
+    elif cfg.adapter == "mlp":
+      self.adapter = adapter_lib.MLPHead(cfg.decoder.width, rngs=rngs)
+    else:
+      self.adapter = None
 
   @property
   def dtype(self):
@@ -125,11 +151,15 @@ class MedPaLMM(nnx.Module):
     tokens = self.vit(x)
     if self.cfg.image_pool_tokens is not None:
       tokens = _average_pool(tokens, self.cfg.image_pool_tokens)
+    if self.cfg.adapter == "attention_pooler":
+      tokens = self.adapter(tokens)
     if self.projector_norm is not None:
       tokens = self.projector_norm(tokens)
     tokens = einsum("...d,de->...e", tokens, self.projector.value.astype(self.dtype))
     if self.projector_bias is not None:
       tokens = tokens + self.projector_bias.value.astype(self.dtype)
+    if self.cfg.adapter == "mlp":
+      tokens = self.adapter(tokens)
     return tokens.reshape(b, k, *tokens.shape[1:])
 
   def autoregressive_mask(self, tokens: jax.Array, mask_ar: jax.Array) -> jax.Array:

@@ -79,14 +79,26 @@ print("OPT", [str(x.sharding.spec) for x in mu])
   np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-5)
 
 
+# The adapters (config.model.adapter) as configs/grafting.py trains them: ViT and decoder frozen,
+# the adapter alone trained at a rate that moves it in 8 steps.
+GRAFTED = ("--config.optimizer.freeze=^(vit|decoder)/", "--config.optimizer.learning_rate=1e-2")
+
+
 @pytest.mark.slow
-def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir):
+@pytest.mark.parametrize("overrides", [
+    (),
+    ("--config.model.adapter=mlp", *GRAFTED),
+    ("--config.model.adapter=attention_pooler", "--config.model.adapter_queries=6", *GRAFTED),
+], ids=["affine", "mlp_grafted", "attention_pooler_grafted"])
+def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir, overrides):
   straight = run_train(tmp_path / "straight", synthetic_data_dir, "--config.train.num_steps=8",
-                       "--config.train.checkpoint_every=4")
+                       "--config.train.checkpoint_every=4", *overrides)
   assert straight.returncode == 0, straight.stderr[-3000:]
+  a = losses(tmp_path / "straight")
+  assert a[7] + a[8] < a[1] + a[2], a  # it trains
   workdir = tmp_path / "killed"
   proc = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                   "--config.train.checkpoint_every=4", wait=False)
+                   "--config.train.checkpoint_every=4", *overrides, wait=False)
   checkpoint = workdir / "checkpoints" / "4"
   deadline = time.time() + 300
   while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
@@ -95,10 +107,10 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synth
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                      "--config.train.checkpoint_every=4")
+                      "--config.train.checkpoint_every=4", *overrides)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resumed from" in resumed.stderr
-  a, b = losses(tmp_path / "straight"), losses(workdir)
+  b = losses(workdir)
   assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]
   # The steps logged between checkpoint 4 and the kill are logged again, and appear once.
   assert logged_steps(workdir) == list(range(1, 9))
