@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   # A workdir whose latest checkpoint's parameters start the run (an imported open model or
   # another run), read once when the run's own workdir has no checkpoint; empty: from scratch.
   c.init_from = ""
+  # Regex of parameter paths that start from this config's seeded initialisation instead of
+  # init_from's checkpoint (a new adapter grafted onto a trained ViT and decoder); '': none.
+  c.init_from_fresh = ""
   # What `medpalm_m.plan` checks by default (e.g. "v5p-64", "2x8xH100"); empty: pass --topology.
   c.topology = ""
   c.model = model_schema()

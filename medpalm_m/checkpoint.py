@@ -17,7 +17,7 @@ import logging as std_logging
 import os
 import re
 import shutil
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import grain
 import jax
@@ -185,11 +185,14 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], meta
 
-  def restore_params(self, step: int, abstract_params: dict[str, Any]) -> dict[str, Any]:
+  def restore_params(self, step: int, abstract_params: dict[str, Any], *,
+                     left_out: Collection[str] = ()) -> dict[str, Any]:
     """Only the parameters of a saved state, nothing of its optimizer state: how a run starts from
     another run's (or an imported) checkpoint. Each array is read straight into the sharding its
-    `abstract_params` entry carries (numpy arrays where it carries none)."""
-    check_compatible(self.meta(step)["params"], param_signature(abstract_params), self.directory, step)
+    `abstract_params` entry carries (numpy arrays where it carries none). Names in `left_out` are
+    not asked for and need not be in the checkpoint (parameters a new run initialises itself)."""
+    saved = {k: v for k, v in self.meta(step)["params"].items() if k not in left_out}
+    check_compatible(saved, param_signature(abstract_params), self.directory, step)
     target = {"params": abstract_params}
     with ocp.PyTreeCheckpointer() as checkpointer:
       restored = checkpointer.restore(

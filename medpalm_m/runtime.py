@@ -17,7 +17,7 @@ import json
 import logging as std_logging
 import os
 import sys
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import jax
 import ml_collections
@@ -275,9 +275,11 @@ class Runtime:
     return {"devices": jax.device_count(), "processes": jax.process_count(),
             "mesh": {axis: int(size) for axis, size in self.mesh.shape.items()}}
 
-  def restore_params(self, workdir: str, step: int | None = None) -> tuple[dict[str, jax.Array], int]:
+  def restore_params(self, workdir: str, step: int | None = None, *,
+                     left_out: Collection[str] = ()) -> tuple[dict[str, jax.Array], int]:
     """The parameters of `workdir`'s checkpoint `step` (default: the latest), each read into its
-    shard; no optimizer state is read. Refuses a checkpoint of another model, naming tensors."""
+    shard; no optimizer state is read. Refuses a checkpoint of another model, naming tensors.
+    `left_out`: parameters neither read nor required (the caller initialises them)."""
     workdir = os.path.abspath(os.path.expanduser(workdir))
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
@@ -285,6 +287,7 @@ class Runtime:
       if step is None:
         raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}; train first "
                                 f"(python -m medpalm_m.train --workdir={workdir} ...)")
-      return checkpointer.restore_params(step, self.abstract_params), int(step)
+      wanted = {k: v for k, v in self.abstract_params.items() if k not in left_out}
+      return checkpointer.restore_params(step, wanted, left_out=left_out), int(step)
     finally:
       checkpointer.close()

@@ -158,3 +158,25 @@ def test_the_rate_check_sees_a_second_rate():
   cfg = importlib.import_module("configs.tiny").get_config()  # its ViT trains at 0.3x
   cfg.optimizer.update(schedule="constant", warmup_steps=0)
   assert learning_rates(cfg) == {3e-3, 3e-3 * 0.3}
+
+
+def test_the_grafting_config_trains_only_a_fresh_adapter_between_loaded_towers():
+  """configs/grafting.py: ViT and decoder from init_from and frozen; the adapter (the attention
+  pooler and the projector) initialised fresh and the only trained part, on the synthetic mixture."""
+  from medpalm_m.model.medpalm import ModelConfig
+  from medpalm_m.model.template import ModelTemplate
+  from medpalm_m.trainer import state
+  from medpalm_m.trainer.optimizer import partition
+  from configs.mixtures import synthetic
+  cfg = importlib.import_module("configs.grafting").get_config()
+  assert cfg.init_from and dict(cfg.data.mixture) == synthetic.MIXTURE
+  model_cfg = ModelConfig.from_dict(cfg.model)
+  assert model_cfg.adapter == "attention_pooler"
+  _, params = ModelTemplate.abstract(model_cfg)
+  trained, frozen = partition(cfg, params)
+  assert set(trained) == state.fresh_parameters(cfg, params)  # what trains starts fresh
+  assert {n.split("/")[0] for n in trained} == {"projector", "projector_bias", "adapter"}
+  assert {n.split("/")[0] for n in frozen} == {"vit", "decoder"}
+  # The decoder gets as many image tokens per example as in the default run it was trained in.
+  tiny = importlib.import_module("configs.tiny").get_config()
+  assert model_cfg.num_image_tokens == ModelConfig.from_dict(tiny.model).num_image_tokens

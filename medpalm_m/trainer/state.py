@@ -12,7 +12,8 @@ optimizer state, no gradient and pass through the step unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import sharding
 from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
 from medpalm_m.model.template import ModelTemplate
@@ -44,6 +46,7 @@ class Trainer:
     self.num_params = sum(int(np.prod(p.shape)) for p in abstract_params.values())
     self.num_trained = sum(int(np.prod(p.shape)) for p in partition(cfg, abstract_params)[0].values())
     self.tx, self.schedule = make_optimizer(cfg, abstract_params)
+    fresh_parameters(cfg, abstract_params)  # a regex that matches nothing fails before the run starts
     self.param_shardings = self.runtime.param_shardings
     self.batch_sharding = self.runtime.batch_sharding
     # Which part of each global batch this process reads and feeds (replicas read the same).
@@ -77,12 +80,25 @@ class Trainer:
 
   def init_state_from(self, workdir: str) -> dict[str, Any]:
     """Step 0 with the parameters of `workdir`'s latest checkpoint (an imported open model or
-    another run), each read straight into its shard, and a fresh optimizer state."""
+    another run), each read straight into its shard, and a fresh optimizer state. The parameters
+    that config.init_from_fresh matches (a new adapter grafted on) are not read: they start from
+    this config's own seeded initialisation, as a run from scratch would."""
+    fresh = fresh_parameters(self.cfg, self.runtime.abstract_params)
     try:
-      params, _ = self.runtime.restore_params(workdir)
+      params, _ = self.runtime.restore_params(workdir, left_out=fresh)
     except FileNotFoundError as e:
       raise FileNotFoundError(f"config.init_from={workdir!r}: {e}; import a checkpoint with "
                               "`python -m medpalm_m.convert import`") from e
+    except ckpt_lib.IncompatibleCheckpointError as e:
+      raise ckpt_lib.IncompatibleCheckpointError(
+          f"config.init_from={workdir!r}: {e}; parameters that it lacks or that should not come "
+          "from it (a new adapter) can start fresh: --config.init_from_fresh=REGEX, e.g. "
+          "'^(projector|adapter/)'") from e
+    if fresh:
+      init = jax.jit(lambda: {k: v for k, v in ModelTemplate.create(self.model_cfg, self.cfg.seed)[1].items()
+                              if k in fresh},
+                     out_shardings={k: self.param_shardings[k] for k in fresh})
+      params = {**params, **init()}
     return self.state_around(params)
 
   def _loss_sum(self, params, batch, dropout_key):
@@ -160,3 +176,16 @@ class Trainer:
   def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """One global batch from this process's part of it (see `data_shard`)."""
     return self.runtime.global_batch(local_batch, self.data_shard[1])
+
+
+def fresh_parameters(cfg, params: Mapping[str, Any]) -> frozenset[str]:
+  """The parameter paths config.init_from_fresh (a regex; '' none) matches: initialised, not read
+  from config.init_from."""
+  if not cfg.init_from_fresh:
+    return frozenset()
+  pattern = re.compile(cfg.init_from_fresh)
+  names = frozenset(k for k in params if pattern.search(k))
+  if not names:
+    raise ValueError(f"config.init_from_fresh={cfg.init_from_fresh!r} matches no parameter; "
+                     "parameter paths look like 'projector', 'adapter/queries' or 'vit/blocks/0/qkv'")
+  return names

@@ -30,7 +30,8 @@ METRICS = "metrics.jsonl"
 # a resume may change them without changing what is trained.
 BOOKKEEPING = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                "train.keep_checkpoints", "train.eval_every", "train.allow_config_changes", "eval.*",
-               "data.data_dir", "data.num_workers", "data.build_synthetic", "init_from", "topology")
+               "data.data_dir", "data.num_workers", "data.build_synthetic", "init_from",
+               "init_from_fresh", "topology")
 
 
 # Keys that shape the saved optimizer state, which a resume restores as it was: a change is
