@@ -33,7 +33,7 @@ PARTS = {
     # The entry points' one way of turning a user's mistake into an `error:` line.
     "user_errors": {"user_errors"},
 }
-CORE = {"checkpoint", "sharding", "topology", "flops", "preemption"}
+CORE = {"checkpoint", "sharding", "topology", "flops", "preemption", "allocator"}
 
 
 def module_name(path: str) -> str:
