@@ -51,23 +51,24 @@ def image_resample(hf_dir: str, default: str, image_size: int) -> str:
   if not os.path.exists(path):
     return default
   with open(path) as f:
-    config = json.load(f)
+    processor_json = json.load(f)
   for key, expected in _NORMALISATION.items():
-    values = config.get(key, expected)
+    values = processor_json.get(key, expected)
     values = values if isinstance(values, list) else [values]
     if any(abs(float(v) - expected) > 1e-6 for v in values):
-      raise ValueError(f"{path}: {key} is {config[key]}; medpalm_m's ViT reads pixels normalised "
-                       f"to [-1, 1] ({key} {expected:.6g}) and cannot reproduce this processor")
+      raise ValueError(f"{path}: {key} is {processor_json[key]}; medpalm_m's ViT reads pixels "
+                       f"normalised to [-1, 1] ({key} {expected:.6g}) and cannot reproduce this "
+                       "processor")
   for key in ("do_pan_and_scan", "do_center_crop"):
-    if config.get(key):
+    if processor_json.get(key):
       raise ValueError(f"{path}: {key} is true; medpalm_m resizes each image whole, once. Set it "
                        "to false, or use the checkpoint in transformers")
-  size = config.get("size") or {}
+  size = processor_json.get("size") or {}
   sides = {size.get("height", image_size), size.get("width", image_size)}
   if sides != {image_size}:
     raise ValueError(f"{path}: size is {size}, but the vision model's config.json image_size is "
                      f"{image_size}; the two must agree")
-  code = config.get("resample")
+  code = processor_json.get("resample")
   if code is None:
     return default
   if code not in _PIL_FILTERS:

@@ -11,6 +11,7 @@ miniature: 320 SentencePiece pieces, 336 embedding rows, the image token right a
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from PIL import Image
 
 from medpalm_m import runtime
 from medpalm_m.convert import import_checkpoint
+from medpalm_m.convert import processor as checkpoint_inputs
 from medpalm_m.data import images as images_lib
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.evaluation import Evaluator, prompt_features
@@ -265,3 +267,16 @@ def test_sampling_never_draws_an_id_past_the_tokenizer():
 
   assert draw(decode.SamplingConfig(temperature=1.0, vocab_limit=PIECES)).max() < PIECES
   assert (draw(decode.SamplingConfig(temperature=1.0)) == PAST).all()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"image_mean": [0.48, 0.46, 0.41]}, "image_mean is [0.48, 0.46, 0.41]"),
+    ({"do_pan_and_scan": True}, "do_pan_and_scan is true"),
+    ({"resample": 1}, "resample is 1"),
+    ({"size": {"height": 448, "width": 448}}, "config.json image_size is 224")])
+def test_a_processor_medpalm_m_would_not_reproduce_is_refused_by_name(tmp_path, setting, message):
+  with open(tmp_path / "preprocessor_config.json", "w") as f:
+    json.dump({"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "resample": 3, **setting}, f)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    checkpoint_inputs.image_resample(str(tmp_path), "bilinear", 224)
+  assert checkpoint_inputs.image_resample(str(tmp_path / "none"), "bilinear", 224) == "bilinear"

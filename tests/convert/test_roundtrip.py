@@ -74,7 +74,7 @@ def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(c
   hub_style_bf16_shards(checkpoints["gemma3"][1], hf_dir)
   workdir, exported = str(tmp_path / "imported"), str(tmp_path / "exported")
   imported = run_cli(tmp_path, "import", f"--hf_dir={hf_dir}", f"--workdir={workdir}",
-                     "--config.data.max_prompt_tokens=24", "--config.data.max_target_tokens=8")
+                     "--config.data.max_prompt_tokens=32", "--config.data.max_target_tokens=8")
   assert imported.returncode == 0, imported.stderr[-3000:]
   summary = json.loads(imported.stdout)
   assert summary["family"] == "gemma3" and summary["tokenizer_id4_was"] == "<mask>"
