@@ -56,7 +56,7 @@ def tokenizer_model(path: str) -> None:
   proto = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(" ".join(rng.choice(words, 8)) for _ in range(200)), model_writer=proto,
-      vocab_size=200, model_type="bpe", byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+      vocab_size=300, model_type="bpe", byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
       pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>", num_threads=1,
       minloglevel=2, user_defined_symbols=["<mask>"])
   with open(path, "wb") as f:
@@ -73,6 +73,8 @@ def main() -> None:
   root = args.out or tempfile.mkdtemp(prefix="open_weights_")
   hf_dir, workdir = os.path.join(root, "hf"), os.path.join(root, "imported")
 
+  os.makedirs(hf_dir, exist_ok=True)
+  tokenizer_model(os.path.join(hf_dir, "tokenizer.model"))
   torch.manual_seed(0)
   model = transformers.Gemma3ForConditionalGeneration(gemma3_config(args.text_layers, args.image_size))
   with torch.no_grad():
@@ -80,13 +82,14 @@ def main() -> None:
   parameters = sum(p.numel() for p in model.parameters())
   model.to(torch.bfloat16).save_pretrained(hf_dir)
   del model
-  tokenizer_model(os.path.join(hf_dir, "tokenizer.model"))
+  print(f"{parameters / 1e9:.2f}B parameters written in bfloat16 to {hf_dir}", file=sys.stderr)
 
   cfg = runtime.base_config()
-  cfg.data.max_prompt_tokens, cfg.data.max_target_tokens = 300, 8
+  cfg.data.max_prompt_tokens, cfg.data.max_target_tokens = 384, 8  # 256 image tokens and text
   start = time.perf_counter()
   summary = import_checkpoint(hf_dir, workdir, cfg)
   import_seconds = time.perf_counter() - start
+  print(f"import: {import_seconds:.1f} s", file=sys.stderr)
 
   image = os.path.join(root, "scan.png")
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 480, 3), np.uint8)).save(image)

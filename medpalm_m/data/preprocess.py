@@ -9,11 +9,12 @@ Models trained here see images resized with their aspect ratio kept and zero pad
 prompt as `[BOS] text <img slots> text`. An imported checkpoint was trained on its processor's
 inputs instead (PaliGemma: images stretched to the square with a bicubic filter, `<image slots>
 [BOS] text \n`; Gemma 3: stretched bilinearly, each image as `\n\n<start_of_image> slots
-<end_of_image>\n\n`): `SequenceSpec.image_resize`, `image_resample` and `prompt_layout` say which,
-from the workdir's config (config.data), which `convert import` fills in. Nothing is cut silently: each example's features
-carry `prompt_truncated`, `target_truncated` and `dropped` flags, which the trainer and the
-evaluator add up per task (flags travel with the batch, so the counts stay exact with worker
-processes and several hosts).
+<end_of_image>\n\n`): `SequenceSpec.image_resize`, `image_resample` and `prompt_layout` say
+which, from the workdir's config.data, which `convert import` fills in.
+
+Nothing is cut silently: each example's features carry `prompt_truncated`, `target_truncated`
+and `dropped` flags, which the trainer and the evaluator add up per task (flags travel with the
+batch, so the counts stay exact with worker processes and several hosts).
 """
 
 from __future__ import annotations
@@ -96,11 +97,6 @@ class PromptLayout:
       bos_at = len(ids) - ids[::-1].index(tok.IMAGE_ID)
     return ids, bos_at, images
 
-  def prefix_ids(self, tokenizer: tok.Tokenizer, prompt: str, image_slots: int) -> list[int]:
-    """The whole prompt as the model reads it, [BOS] in its place."""
-    ids, bos_at, _ = self.prompt_ids(tokenizer, prompt, image_slots)
-    return ids[:bos_at] + [tok.BOS_ID] + ids[bos_at:]
-
 
 @dataclasses.dataclass(frozen=True)
 class SequenceSpec:
@@ -168,7 +164,8 @@ class Preprocessor:
       cut = len(prompt_ids) - spec.max_prompt_tokens
       dropped = tok.IMAGE_ID in prompt_ids[:cut]
       prompt_ids = [] if dropped else prompt_ids[cut:]
-      # [BOS] after images (PaliGemma) is past the cut: whatever precedes it is an image.
+      # [BOS] after the images (PaliGemma) keeps its place as the front is cut; a cut reaching
+      # it would cut an image, and drops the example.
       bos_at = 0 if dropped else max(0, bos_at - cut)
       prompt_truncated = not dropped
     target_ids, target_truncated = ([], False) if dropped else self.target_ids(example["target"])
