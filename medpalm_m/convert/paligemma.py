@@ -21,6 +21,10 @@ from medpalm_m.convert.rules import PREFIXES, Rule, copy, transpose
 from medpalm_m.model.medpalm import ModelConfig
 
 MODEL_TYPE = "paligemma"
+# PaliGemmaProcessor's inputs (medpalm_m.convert.processor): SigLIP's bicubic resize; the image
+# tokens, then [BOS], then the prompt and "\n", the separator its answers follow.
+IMAGE_RESAMPLE = "bicubic"
+PROMPT_LAYOUT = dict(bos_after_images=True, image_open="", image_close="", prompt_end="\n")
 
 
 def model_config(hf: Mapping[str, Any], image_token_id: int, where: str) -> dict[str, Any]:
