@@ -32,6 +32,19 @@ def get_config() -> ml_collections.ConfigDict:
       mixture={},  # {task: weight}; weights are normalised
       data_dir="~/.cache/medpalm_m/tensorflow_datasets",
       tokenizer="",  # empty: the synthetic benchmark's own SentencePiece model in data_dir
+      # How images and prompts reach the model (medpalm_m.data.preprocess). medpalm_m's own: images
+      # keep their aspect ratio with zero padding, prompts are [BOS] text with image slots in place.
+      # `convert import` writes the checkpoint's own processor's instead (PaliGemma: stretched,
+      # bicubic, [BOS] after the images and "\n" closing the prompt; Gemma 3: stretched, bilinear,
+      # each image wrapped in "\n\n<start_of_image>" ... "<end_of_image>\n\n").
+      image_resize="pad",  # "pad" or "stretch" (to the square, whatever the aspect ratio)
+      image_resample="bilinear",  # PIL filter: "bilinear" or "bicubic"
+      prompt_layout=dict(bos_after_images=False, image_open="", image_close="", prompt_end=""),
+      # `generate --chat`: the checkpoint's chat template (a Jinja file; import copies the -it
+      # models'); empty: the model has none. Ids besides EOS that end an answer (Gemma's
+      # <end_of_turn>, from the checkpoint's generation_config.json).
+      chat_template="",
+      stop_token_ids=[],
       build_synthetic=True,  # build MultiMedBench-mini on first use when a synthetic task is missing
       # Task -> folder of its manual download, built into data_dir on first use; empty: already
       # prepared there (or synthetic).

@@ -37,6 +37,8 @@ from configs import base, paper
 from configs.mixtures import multimedbench
 
 _TEXT_TOKENS = 710 - 256  # the paper's input budget without its 256 image slots
+# config.data keys `convert import` sets from the checkpoint, which a run from it keeps.
+_INPUT_PIPELINE = ("image_resize", "image_resample", "prompt_layout", "chat_template", "stop_token_ids")
 
 
 def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
@@ -60,6 +62,11 @@ def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
     image_tokens = imported["model"].get("image_pool_tokens") or (
         imported["model"]["vit"]["image_size"] // imported["model"]["vit"]["patch_size"]) ** 2
     c.data.tokenizer = imported["data"]["tokenizer"]  # the imported checkpoint's, with <img> at id 4
+    # The checkpoint's own image preprocessing, prompt layout and chat format (a workdir imported
+    # before these keys existed has none, and keeps the base's).
+    for key in _INPUT_PIPELINE:
+      if key in imported["data"]:
+        c.data[key] = imported["data"][key]
   c.data.update(
       data_dir="~/tensorflow_datasets/medpalm_m",
       # Task -> folder of its manual download; empty: already prepared under data_dir.

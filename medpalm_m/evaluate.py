@@ -20,11 +20,16 @@ each process reads and decodes its share of the examples, process 0 scores and w
 library is `medpalm_m.evaluation`.
 """
 
-import jax
-from absl import app, flags
-from ml_collections import config_flags
+from medpalm_m import allocator
 
-from medpalm_m import evaluation, runtime, user_errors
+if __name__ == "__main__":
+  allocator.restart_with_huge_pages()
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from medpalm_m import evaluation, runtime, user_errors  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml-collections config file.")
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")

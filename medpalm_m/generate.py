@@ -2,10 +2,16 @@
 
     python -m medpalm_m.generate --workdir=DIR --image=scan.dcm --prompt="Given <img>. Q: Is there an effusion? A:"
 
-The workdir's config.json describes the model (or pass --config). Images are PNG, JPEG or DICOM,
-one per `<img>` in the prompt, in order. Greedy by default (the paper's evaluation);
---temperature/--top_k/--top_p sample, --beam_width searches. --json prints token ids and their
-probabilities too. The library is `medpalm_m.evaluation.answer`.
+    python -m medpalm_m.generate --workdir=IMPORTED_MEDGEMMA_IT --chat --image=cxr.png \
+      --prompt="<img>Describe this X-ray"
+
+The workdir's config.json describes the model (or pass --config), and how its images and prompt
+are prepared: an imported checkpoint's own processor's layout (convert import records it).
+Images are PNG, JPEG or DICOM, one per `<img>` in the prompt, in order. --chat puts the prompt
+into the checkpoint's chat template (the -it models' user and model turns). Greedy by default (the
+paper's evaluation); --temperature/--top_k/--top_p sample, --beam_width searches. --json prints
+the prompt's and the answer's token ids (an id past the tokenizer shows as `<unk:ID>`) and their
+probabilities. The library is `medpalm_m.evaluation.answer`.
 """
 
 import json
@@ -28,6 +34,7 @@ flags.DEFINE_float("top_p", 1.0, "Nucleus sampling threshold.")
 flags.DEFINE_integer("beam_width", 1, "Beam search when > 1.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("json", False, "Print JSON with token ids and probabilities.")
+flags.DEFINE_bool("chat", False, "Apply the checkpoint's chat template (instruction-tuned models).")
 
 
 def main(argv) -> None:
@@ -39,7 +46,8 @@ def main(argv) -> None:
   sampling = decode.SamplingConfig(max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
                                    top_k=FLAGS.top_k, top_p=FLAGS.top_p)
   result = evaluation.answer(cfg, FLAGS.workdir, FLAGS.prompt, FLAGS.image or [], step=FLAGS.step,
-                             sampling=sampling, beam_width=FLAGS.beam_width, seed=FLAGS.seed)
+                             sampling=sampling, beam_width=FLAGS.beam_width, seed=FLAGS.seed,
+                             chat=FLAGS.chat)
   print(json.dumps(result, indent=2) if FLAGS.json else result["answer"])
 
 

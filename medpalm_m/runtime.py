@@ -25,14 +25,15 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from medpalm_m import checkpoint as ckpt_lib
+from medpalm_m import repository
 from medpalm_m import sharding
 from medpalm_m.data import preprocess
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "base.py")
+REPO_ROOT = repository.ROOT
+BASE_CONFIG = repository.config_path("base.py")
 
 
 def initialize_distributed() -> None:
@@ -203,12 +204,15 @@ def prepare_data(cfg) -> tuple[str, tok.Tokenizer]:
 
 
 def sequence_spec(cfg, model_cfg: ModelConfig | None = None) -> preprocess.SequenceSpec:
-  """The fixed layout of one example: BOS, prompt (image slots included), target, EOS."""
+  """The fixed layout of one example: BOS, prompt (image slots included), target, EOS; how its
+  images are resized and its prompt laid out (medpalm_m's own, or an imported checkpoint's)."""
   model_cfg = model_cfg or ModelConfig.from_dict(cfg.model)
   return preprocess.SequenceSpec(
       max_prompt_tokens=cfg.data.max_prompt_tokens, max_target_tokens=cfg.data.max_target_tokens,
       max_images=cfg.data.max_images, image_size=model_cfg.vit.image_size,
-      image_slots=model_cfg.num_image_tokens)
+      image_slots=model_cfg.num_image_tokens, image_resize=cfg.data.image_resize,
+      image_resample=cfg.data.image_resample,
+      prompt_layout=preprocess.PromptLayout(**dict(cfg.data.prompt_layout)))
 
 
 def param_shardings(abstract_params: Mapping[str, Any], logical_axes: Mapping[str, Any], mesh,

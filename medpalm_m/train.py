@@ -6,7 +6,10 @@ data is one `error:` line, exit 2, with DIR untouched; a run that diverges or ca
 checkpoint stops with one `error:` line, exit 1. The loop is `medpalm_m.trainer.train`.
 """
 
-from medpalm_m import preemption
+from medpalm_m import allocator, preemption
+
+if __name__ == "__main__":
+  allocator.restart_with_huge_pages()  # before the SIGTERM handler, which the restart would drop
 
 # From the first line on, SIGTERM is a request to stop, not a kill: a preemption that lands
 # during imports or compilation still exits 0 and says what was saved.

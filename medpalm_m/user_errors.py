@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
+from medpalm_m import repository
+
 USAGE = 2
 FAILED = 1
 
@@ -64,7 +66,9 @@ def as_lines(failures: Sequence[type[BaseException]] = ()) -> Iterator[None]:
 
 def parse_flags(argv: list[str]) -> list[str]:
   """Parse the flags and load every --config now, so that a config file that does not exist or a
-  misspelt --config.key fails here, in one line, and not at the config's first use."""
+  misspelt --config.key fails here, in one line, and not at the config's first use. A config's
+  `from configs import ...` reads the repository's configs/ from any working directory."""
+  repository.use_configs()
   try:
     remaining = flags.FLAGS(argv)
   except flags.Error as e:

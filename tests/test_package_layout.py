@@ -21,7 +21,7 @@ PARTS = {
     "data": {"data"},
     "metrics": {"metrics", "data"},  # answer formats (option letters) come from data.prompts
     "core": {"core", "model"},  # checkpoint, sharding, topology, flops: what the runtime stands on
-    "runtime": {"runtime", "core", "model", "data", "metrics"},
+    "runtime": {"runtime", "core", "model", "data", "metrics", "repository"},
     "evaluation": {"evaluation", "runtime", "core", "model", "data", "metrics"},
     # The loop's periodic evaluation is the evaluation package's; evaluation never imports back.
     "trainer": {"trainer", "evaluation", "runtime", "core", "model", "data", "metrics"},
@@ -31,9 +31,12 @@ PARTS = {
     "inspection": {"inspection", "evaluation", "runtime", "core", "model", "data", "metrics"},
     "rating": {"rating", "evaluation", "runtime", "core", "model", "data", "metrics"},
     # The entry points' one way of turning a user's mistake into an `error:` line.
-    "user_errors": {"user_errors"},
+    # which, before it loads a --config, makes the repository's configs/ importable.
+    "user_errors": {"user_errors", "repository"},
+    # The repository around the package: its root and configs/ (nothing of the package).
+    "repository": {"repository"},
 }
-CORE = {"checkpoint", "sharding", "topology", "flops", "preemption"}
+CORE = {"checkpoint", "sharding", "topology", "flops", "preemption", "allocator"}
 
 
 def module_name(path: str) -> str:

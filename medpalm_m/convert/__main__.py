@@ -12,15 +12,16 @@ one (config.init_from), --source names the imported workdir when neither says it
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from medpalm_m import runtime, user_errors
+from medpalm_m import repository, runtime, user_errors
 from medpalm_m.convert import export_checkpoint, import_checkpoint
 
-_DEFAULT_CONFIG = os.path.join(runtime.REPO_ROOT, "configs", "paligemma_multimedbench.py")
+# absl loads a flag's default as the flag is defined: the default config imports `configs` here.
+repository.use_configs()
+_DEFAULT_CONFIG = repository.config_path("paligemma_multimedbench.py")
 
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "import: run config around the imported model.")
 flags.DEFINE_string("hf_dir", None, "import: Hugging Face folder (config.json, weights, tokenizer.model).")

@@ -6,9 +6,10 @@ projected without a bias. Attention is causal except that the tokens of one imag
 both ways ('causal_bidirectional_images'); local layers see a sliding window, global layers
 everything, with their own RoPE wavelengths and linear RoPE scaling on the global ones.
 
-Prompts should wrap each image as Gemma 3's processor does, `<start_of_image><img><end_of_image>`
-(our `<img>` marker expands into the 256 image slots); the chat template's turn markers are
-plain text to our preprocessing.
+The import records Gemma 3's processor's prompt layout (medpalm_m.convert.processor): a prompt
+names each image by `<img>` alone, and preprocessing wraps its 256 slots as the processor does,
+`\n\n<start_of_image>` ... `<end_of_image>\n\n`; the chat template's turn markers are text
+(`generate --chat` applies them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from medpalm_m.convert.rules import PREFIXES, Rule, copy
 from medpalm_m.model.medpalm import ModelConfig
 
 MODEL_TYPE = "gemma3"
+# Gemma3Processor's inputs: a bilinear resize, each image wrapped in its delimiters.
+IMAGE_RESAMPLE = "bilinear"
+PROMPT_LAYOUT = dict(bos_after_images=False, image_open="\n\n<start_of_image>",
+                     image_close="<end_of_image>\n\n", prompt_end="")
 
 
 def model_config(hf: Mapping[str, Any], image_token_id: int, where: str) -> dict[str, Any]:

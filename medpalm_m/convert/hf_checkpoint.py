@@ -4,7 +4,10 @@ Import reads config.json and the safetensors weights of a PaliGemma, PaliGemma 2
 (MedGemma) checkpoint and writes a workdir that `evaluate` and `generate` load like any trained
 one, and that `train` starts from (config.init_from):
 
-    WORKDIR/config.json      the run config: a base config whose `model` comes from the checkpoint
+    WORKDIR/config.json      the run config: a base config whose `model` comes from the checkpoint,
+                             and whose data section has its processor's image preprocessing, prompt
+                             layout and chat format (processor.py)
+    WORKDIR/chat_template.jinja  the checkpoint's chat template, when it has one (-it models)
     WORKDIR/checkpoints/0/   orbax: the float32 parameters (no optimizer state)
     WORKDIR/tokenizer.model  the checkpoint's tokenizer with medpalm_m's special ids (tokenizer.py)
     WORKDIR/hf/              the checkpoint's other files (config.json, tokenizer files, index)
@@ -29,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from medpalm_m import checkpoint as ckpt_lib
-from medpalm_m.convert import gemma3, paligemma, safetensors_io
+from medpalm_m.convert import gemma3, paligemma, processor, safetensors_io
 from medpalm_m.convert.rules import (EMBEDDING, LM_HEAD, CheckpointMismatchError, Layout,
                                      check_tensors)
 from medpalm_m.convert.tokenizer import convert_tokenizer
@@ -70,6 +73,11 @@ def import_checkpoint(hf_dir: str, workdir: str,
     raise FileExistsError(f"{workdir} already has checkpoints/; import into a new workdir")
   hf_config = _read_json(os.path.join(hf_dir, "config.json"))
   family = family_of(hf_config, hf_dir)
+  if not os.path.exists(os.path.join(hf_dir, TOKENIZER)):
+    # Without it the workdir would fall back to the synthetic benchmark's tokenizer, whose ids
+    # mean nothing to this model.
+    raise FileNotFoundError(f"{hf_dir} has no {TOKENIZER}, the checkpoint's SentencePiece "
+                            f"tokenizer; copy it from the checkpoint's Hub repository into {hf_dir}")
   model_dict = family.model_config(hf_config, tok.IMAGE_ID, hf_dir)
   model_cfg = ModelConfig.from_dict(model_dict)
 
@@ -93,10 +101,10 @@ def import_checkpoint(hf_dir: str, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   cfg = base_config.to_dict()
   cfg["model"], cfg["init_from"] = model_dict, ""
-  replaced_piece = None
-  if os.path.exists(os.path.join(hf_dir, TOKENIZER)):
-    replaced_piece = convert_tokenizer(os.path.join(hf_dir, TOKENIZER), os.path.join(workdir, TOKENIZER))
-    cfg["data"]["tokenizer"] = os.path.join(workdir, TOKENIZER)
+  replaced_piece = convert_tokenizer(os.path.join(hf_dir, TOKENIZER), os.path.join(workdir, TOKENIZER))
+  cfg["data"]["tokenizer"] = os.path.join(workdir, TOKENIZER)
+  inputs = processor.input_pipeline(hf_dir, family, model_cfg.vit.image_size, workdir)
+  cfg["data"].update(inputs)
   cfg = ml_collections.ConfigDict(cfg)
   _save(cfg, workdir, params, hf_dir)
   copied = _copy_files(hf_dir, os.path.join(workdir, HF_FILES))
@@ -111,8 +119,8 @@ def import_checkpoint(hf_dir: str, workdir: str,
     json.dump(record, f, indent=2)
   return {"family": family.MODEL_TYPE, "workdir": workdir, "tensors": len(files.names),
           "parameters": int(sum(p.size for p in params.values())), "copied_files": copied,
-          "tokenizer": cfg.data.tokenizer if replaced_piece is not None else None,
-          "tokenizer_id4_was": replaced_piece, "convert_seconds": convert_seconds,
+          "tokenizer": cfg.data.tokenizer, "tokenizer_id4_was": replaced_piece,
+          "inputs": inputs, "convert_seconds": convert_seconds,
           "total_seconds": time.perf_counter() - start}
 
 

@@ -23,12 +23,11 @@ import ast
 import importlib
 import json
 import os
-import sys
 
 import numpy as np
 from PIL import Image
 
-from medpalm_m import user_errors
+from medpalm_m import repository, user_errors
 
 DEFAULT_DATA_DIR = "~/.cache/medpalm_m/tensorflow_datasets"
 
@@ -37,8 +36,8 @@ def _mixture(name: str) -> dict[str, float]:
   try:
     return dict(importlib.import_module(f"configs.mixtures.{name}").MIXTURE)
   except ModuleNotFoundError:
-    raise ValueError(f"--mixture={name}: no configs/mixtures/{name}.py (run from the repository "
-                     "root; `python -m medpalm_m.data list` lists the mixtures)") from None
+    raise ValueError(f"--mixture={name}: no {repository.CONFIGS}/mixtures/{name}.py "
+                     "(`python -m medpalm_m.data list` lists the mixtures)") from None
 
 
 def cmd_list(args) -> None:
@@ -49,7 +48,7 @@ def cmd_list(args) -> None:
     settable = f" builder_options={sorted(builder_options)}" if builder_options else ""
     print(f"{name:38s} metrics={','.join(task.metrics)} exemplars={task.num_exemplars}"
           f" paper_task={task.paper_task!r}{options}{settable}")
-  root = os.path.join(os.getcwd(), "configs", "mixtures")
+  root = os.path.join(repository.CONFIGS, "mixtures")
   if os.path.isdir(root):
     for file in sorted(os.listdir(root)):
       if file.endswith(".py") and not file.startswith("_"):
@@ -144,7 +143,7 @@ def main(argv=None) -> None:
     args.builder_options = _builder_options(build, args.builder_option)
     if (args.skip_malformed or args.builder_options) and not args.manual_dirs:
       build.error("--skip_malformed and --builder_option apply to real datasets, given as TASK=PATH")
-  sys.path.insert(0, os.getcwd())  # configs/ is importable from the repository root
+  repository.use_configs()  # configs/mixtures, from any working directory
   from medpalm_m import runtime
   runtime.quiet_libraries()
   from medpalm_m.data.builders import base

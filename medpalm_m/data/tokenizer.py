@@ -72,24 +72,46 @@ class Tokenizer:
     ids = [int(i) for i in ids]
     if EOS_ID in ids:
       ids = ids[: ids.index(EOS_ID)]
-    # A model's embedding table may be larger than its tokenizer (Gemma: 262,208 rows for 262,144
-    # pieces); an id past the tokenizer decodes as the unknown piece instead of failing.
-    return self.sp.decode([i if i < self.vocab_size else UNK_ID for i in ids
-                           if i not in (PAD_ID, BOS_ID, IMAGE_ID)])
+    # A model's embedding table may be larger than its tokenizer (Gemma 3: 262,208 rows for
+    # 262,144 pieces): an id past the tokenizer is shown as `<unk:ID>` between the decoded runs.
+    text, run = [], []
+    for i in ids:
+      if i in (PAD_ID, BOS_ID, IMAGE_ID):
+        continue
+      if i < self.vocab_size:
+        run.append(i)
+        continue
+      text.append(self.sp.decode(run) + unknown_piece(i))
+      run = []
+    return "".join(text) + self.sp.decode(run)
 
-  def encode_prompt(self, prompt: str, image_slots: int) -> tuple[list[int], int]:
-    """Token ids of a prompt with each image marker expanded into `image_slots` image ids.
+  def piece(self, token_id: int) -> str:
+    """The piece of one id, `<unk:ID>` past the tokenizer."""
+    return self.sp.id_to_piece(token_id) if token_id < self.vocab_size else unknown_piece(token_id)
+
+  def encode_prompt(self, prompt: str, image_slots: int, *, image_open: str = "",
+                    image_close: str = "", end: str = "") -> tuple[list[int], int]:
+    """Token ids of a prompt with each image marker expanded into `image_slots` image ids, the
+    text `image_open` before and `image_close` after each, and `end` after the prompt; each text
+    run between images is encoded whole, as a checkpoint's own processor encodes it.
 
     Returns (ids, number of images referenced).
     """
     segments = split_on_image_markers(prompt)
+    texts = [(image_close if i else "") + segment + (image_open if i < len(segments) - 1 else end)
+             for i, segment in enumerate(segments)]
     ids: list[int] = []
-    for i, segment in enumerate(segments):
+    for i, text in enumerate(texts):
       if i:
         ids.extend([IMAGE_ID] * image_slots)
-      if segment:
-        ids.extend(self.sp.encode(segment))
+      if text:
+        ids.extend(self.sp.encode(text))
     return ids, len(segments) - 1
+
+
+def unknown_piece(token_id: int) -> str:
+  """How an id the tokenizer does not have is shown."""
+  return f"<unk:{token_id}>"
 
 
 def train_tokenizer(sentences: Iterable[str], vocab_size: int, output_path: str | os.PathLike) -> Tokenizer:

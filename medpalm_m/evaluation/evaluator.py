@@ -11,6 +11,7 @@ The report is {"step": N, "split": ..., "tasks": {task: {metric: value, "n": cou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -55,7 +56,9 @@ class Evaluator:
     self.runtime, self.cfg, self.template, self.tokenizer = runtime, cfg, runtime.template, tokenizer
     self.spec = spec or runtime.spec
     self.batch_size = batch_size or cfg.eval.batch_size
-    self.sampling = sampling or decode.SamplingConfig(max_new_tokens=cfg.eval.max_decode_tokens)
+    sampling = sampling or decode.SamplingConfig(max_new_tokens=cfg.eval.max_decode_tokens)
+    # An id past the tokenizer has no text: never sampled (greedy keeps the plain argmax).
+    self.sampling = dataclasses.replace(sampling, vocab_limit=tokenizer.vocab_size)
     self.beam_width = beam_width
     replicated = NamedSharding(runtime.mesh, P())
     if data_parallel:
@@ -191,7 +194,8 @@ class Evaluator:
     targets = [ex["target"] for ex in examples]
     counts = {k: sum(gathered[i][k] for i in range(n))
               for k in ("prompt_truncated", "target_truncated", "dropped")}
-    result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg)
+    result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg,
+                                   scoring.split_truth(task, data_dir, split, n))
     result.update({"n": n, **{k: v for k, v in counts.items() if v}})
     unparseable = scoring.unparseable(task, examples, predictions)
     if unparseable or task.chain_of_thought:  # already scored wrong; this says how many

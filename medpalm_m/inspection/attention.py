@@ -118,7 +118,7 @@ def inspect_answer(workdir: Workdir, prompt: str, images: Sequence[np.ndarray], 
   num_images, grid = len(images), math.isqrt(spec.image_slots)
   to_images = np.asarray(weights)[:, 0][:, :, rows][..., slots]  # [layers, heads, n, slots]
   return AnswerAttention(
-      answer=tokenizer.decode(answer_ids), pieces=[tokenizer.sp.id_to_piece(i) for i in answer_ids],
+      answer=tokenizer.decode(answer_ids), pieces=[tokenizer.piece(i) for i in answer_ids],
       token_ids=answer_ids, token_probs=np.exp(logp[np.arange(len(answer_ids)), answer_ids]),
       argmax_ids=logp.argmax(axis=-1).tolist(),
       to_images=to_images.reshape(*to_images.shape[:3], num_images, grid, grid),

@@ -34,8 +34,9 @@ def plot_mixture(mixture: Mapping[str, float]) -> Figure:
 
 
 def model_view(image: np.ndarray, spec: preprocess.SequenceSpec) -> np.ndarray:
-  """An example's image as the model receives it: RGB, resized with zero padding to a square."""
-  return preprocess.resize_with_pad(preprocess.to_rgb(image), spec.image_size)
+  """An example's image as the model receives it: RGB, resized to a square as the model's config
+  says (padded, or stretched for an imported checkpoint)."""
+  return spec.model_image(image)
 
 
 def plot_examples(examples: Sequence[Mapping[str, Any]], spec: preprocess.SequenceSpec,
@@ -128,7 +129,7 @@ def token_statistics(examples: Sequence[Mapping[str, Any]], tokenizer: tok.Token
   preprocessor = preprocess.Preprocessor(tokenizer, spec, {t: 0 for t in {ex["task"] for ex in examples}})
   rows = []
   for example in examples:
-    prompt_ids, _ = tokenizer.encode_prompt(example["prompt"], spec.image_slots)
+    prompt_ids, _, _ = spec.prompt_layout.prompt_ids(tokenizer, example["prompt"], spec.image_slots)
     image_slots = sum(i == tok.IMAGE_ID for i in prompt_ids)
     features = preprocessor(example)
     rows.append({

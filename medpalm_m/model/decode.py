@@ -26,12 +26,18 @@ class SamplingConfig:
   temperature: float = 0.0  # 0 = greedy (the paper's evaluation)
   top_k: int = 0  # 0 = no top-k filter
   top_p: float = 1.0
+  # Ids from here on are never sampled (0: every id may be): embedding rows past the tokenizer,
+  # which an imported checkpoint never trained as outputs (Gemma 3: 262,208 rows, 262,144 pieces).
+  # Greedy decoding keeps the plain argmax, as transformers' does.
+  vocab_limit: int = 0
 
 
 def _choose(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
   if cfg.temperature == 0.0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = logits / cfg.temperature
+  if cfg.vocab_limit:
+    logits = jnp.where(jnp.arange(logits.shape[-1]) < cfg.vocab_limit, logits, -jnp.inf)
   if cfg.top_k:
     kth = jax.lax.top_k(logits, cfg.top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)

@@ -1,12 +1,30 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 # transformers (with CPU torch) is the reference these tests compare with: a test-only dependency.
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tests.conftest import ROOT  # noqa: E402
 from tests.convert import reference  # noqa: E402  (needs torch and transformers)
 
 FAMILIES = ("paligemma", "paligemma2", "gemma3")
+
+
+def run_from_elsewhere(cwd, module: str, *args: str) -> subprocess.CompletedProcess:
+  """`python -m module args` run from `cwd`, with the package importable as an installed one is
+  (a folder on the path holding only `medpalm_m`) and nothing of the repository on the path:
+  what a user outside the repository root runs."""
+  site = os.path.join(str(cwd), "site")
+  if not os.path.exists(site):
+    os.makedirs(site)
+    os.symlink(os.path.join(ROOT, "medpalm_m"), os.path.join(site, "medpalm_m"))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=site)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=str(cwd), env=env,
+                        capture_output=True, text=True, timeout=300)
 
 
 def small_base_config():
@@ -31,6 +49,7 @@ def checkpoints(tmp_path_factory):
     model = reference.build(name, seed=i)
     hf_dir = str(root / f"{name}_hf")
     model.save_pretrained(hf_dir)
+    reference.gemma_tokenizer(os.path.join(hf_dir, "tokenizer.model"))
     workdir = str(root / f"{name}_imported")
     summary = import_checkpoint(hf_dir, workdir, small_base_config())
     out[name] = (model, hf_dir, workdir, summary)

@@ -11,7 +11,10 @@ mapping), so the image, every layer and every norm change the logits.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import sentencepiece as spm
 import torch
 import transformers
 
@@ -43,9 +46,10 @@ def hf_config(name: str):
   raise KeyError(name)
 
 
-def build(name: str, seed: int = 0):
-  """A randomly initialised transformers model of family `name`, in eval mode, eager attention."""
-  config = hf_config(name)
+def build(name: str, seed: int = 0, config=None):
+  """A randomly initialised transformers model of family `name` (its `config`, default
+  hf_config(name)), in eval mode, eager attention."""
+  config = config or hf_config(name)
   config._attn_implementation = "eager"  # soft-capping and the masks exactly as written
   cls = (transformers.Gemma3ForConditionalGeneration if name == "gemma3"
          else transformers.PaliGemmaForConditionalGeneration)
@@ -82,3 +86,24 @@ def hub_name(module_name: str) -> str:
     if module_name.startswith(module):
       return hub + module_name[len(module):]
   return module_name
+
+
+def gemma_tokenizer(path: str, vocab_size: int = VOCAB) -> None:
+  """A SentencePiece model laid out as Gemma's: pad 0, <eos> 1, <bos> 2, unk 3, <mask> 4, Gemma 3's
+  image delimiters (5, 6) and turn markers (7, 8) as user-defined pieces, byte fallback, no dummy
+  prefix and no whitespace normalisation (transformers' GemmaTokenizer encodes as it does), and a
+  piece for every id below `vocab_size`."""
+  words = ("chest xray shows no effusion pleural cardiomegaly left lower lobe opacity normal heart "
+           "size lungs clear acute cardiopulmonary process right upper consolidation").split()
+  rng = np.random.default_rng(0)
+  sentences = [" ".join(rng.choice(words, size=8)) + "\n" * (i % 3) for i in range(300)]
+  proto = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(sentences), model_writer=proto, vocab_size=vocab_size,
+      model_type="bpe", byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+      pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>", num_threads=1,
+      add_dummy_prefix=False, remove_extra_whitespaces=False, normalization_rule_name="identity",
+      minloglevel=2, user_defined_symbols=["<mask>", "<start_of_image>", "<end_of_image>",
+                                           "<start_of_turn>", "<end_of_turn>"])
+  with open(path, "wb") as f:
+    f.write(proto.getvalue())

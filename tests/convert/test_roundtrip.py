@@ -2,12 +2,9 @@
 imported checkpoint answers through `medpalm_m.generate`, and a run started from it
 (config.init_from) exports back into a checkpoint transformers loads and agrees with."""
 
-import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import ml_dtypes
@@ -21,9 +18,8 @@ from PIL import Image
 
 from medpalm_m.convert import CheckpointMismatchError, export_checkpoint, import_checkpoint
 from medpalm_m.data import tokenizer as tok
-from tests.conftest import ROOT
-from tests.convert import parity, reference
-from tests.convert.conftest import FAMILIES, small_base_config
+from tests.convert import parity
+from tests.convert.conftest import FAMILIES, run_from_elsewhere, small_base_config
 
 
 def same_files(a: str, b: str) -> list[str]:
@@ -43,27 +39,9 @@ def test_import_then_export_gives_back_the_same_bytes(family, checkpoints, tmp_p
   assert "model.safetensors" in same_files(hf_dir, str(tmp_path / "exported"))
 
 
-def run_cli(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", "medpalm_m.convert", *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-
-
-def gemma_like_tokenizer(path: str) -> None:
-  """A SentencePiece model laid out as Gemma's: pad 0, <eos> 1, <bos> 2, unk 3, <mask> 4, Gemma
-  3's image delimiters, byte fallback, and a piece for every id of the test models' vocabulary."""
-  words = ("chest xray shows no effusion pleural cardiomegaly left lower lobe opacity normal heart "
-           "size lungs clear acute cardiopulmonary process right upper consolidation").split()
-  rng = np.random.default_rng(0)
-  sentences = [" ".join(rng.choice(words, size=8)) for _ in range(300)]
-  proto = io.BytesIO()
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(sentences), model_writer=proto, vocab_size=reference.VOCAB,
-      model_type="bpe", byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
-      pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>", num_threads=1,
-      minloglevel=2, user_defined_symbols=["<mask>", "<start_of_image>", "<end_of_image>"])
-  with open(path, "wb") as f:
-    f.write(proto.getvalue())
+def run_cli(tmp_path, *args):
+  """The convert command, run from outside the repository (its default config imports configs/)."""
+  return run_from_elsewhere(tmp_path, "medpalm_m.convert", *args)
 
 
 def hub_style_bf16_shards(hf_dir: str, out: str) -> None:
@@ -82,7 +60,8 @@ def hub_style_bf16_shards(hf_dir: str, out: str) -> None:
            "weight_map": {k: name for name, group in shards.items() for k in sorted(group)}}
   with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
     json.dump(index, f, indent=2, sort_keys=True)
-  shutil.copy(os.path.join(hf_dir, "config.json"), out)
+  for name in ("config.json", "tokenizer.model"):
+    shutil.copy(os.path.join(hf_dir, name), out)
 
 
 @pytest.mark.slow
@@ -93,10 +72,9 @@ def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(c
   from medpalm_m.model import decode
   hf_dir = str(tmp_path / "hub")
   hub_style_bf16_shards(checkpoints["gemma3"][1], hf_dir)
-  gemma_like_tokenizer(os.path.join(hf_dir, "tokenizer.model"))
   workdir, exported = str(tmp_path / "imported"), str(tmp_path / "exported")
-  imported = run_cli("import", f"--hf_dir={hf_dir}", f"--workdir={workdir}",
-                     "--config.data.max_prompt_tokens=24", "--config.data.max_target_tokens=8")
+  imported = run_cli(tmp_path, "import", f"--hf_dir={hf_dir}", f"--workdir={workdir}",
+                     "--config.data.max_prompt_tokens=32", "--config.data.max_target_tokens=8")
   assert imported.returncode == 0, imported.stderr[-3000:]
   summary = json.loads(imported.stdout)
   assert summary["family"] == "gemma3" and summary["tokenizer_id4_was"] == "<mask>"
@@ -106,12 +84,11 @@ def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(c
     assert json.load(f)["layout"]["vision"] == "vision_tower.vision_model."
   image = str(tmp_path / "scan.png")
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(image)
-  answer = evaluation.answer(runtime.load_config(workdir), workdir,
-                           "<start_of_image><img><end_of_image>chest xray shows", [image],
+  answer = evaluation.answer(runtime.load_config(workdir), workdir, "<img>chest xray shows", [image],
                            sampling=decode.SamplingConfig(max_new_tokens=6))
   assert answer["step"] == 0 and 1 <= len(answer["token_ids"]) <= 6 and isinstance(answer["answer"], str)
 
-  exported_run = run_cli("export", f"--workdir={workdir}", f"--out={exported}")
+  exported_run = run_cli(tmp_path, "export", f"--workdir={workdir}", f"--out={exported}")
   assert exported_run.returncode == 0, exported_run.stderr[-3000:]
   assert len(same_files(hf_dir, exported)) == 5  # 2 shards, index, config.json, tokenizer.model
 
@@ -240,3 +217,10 @@ def test_pickled_weights_are_never_read(paligemma_copy, tmp_path):
     f.write(b"not read")
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
     import_checkpoint(paligemma_copy, str(tmp_path / "refused"), small_base_config())
+
+
+def test_a_folder_without_a_tokenizer_is_refused_naming_the_file(paligemma_copy, tmp_path):
+  os.remove(os.path.join(paligemma_copy, "tokenizer.model"))
+  with pytest.raises(FileNotFoundError, match=r"has no tokenizer.model, the checkpoint's SentencePiece"):
+    import_checkpoint(paligemma_copy, str(tmp_path / "refused"), small_base_config())
+  assert not os.path.exists(tmp_path / "refused")

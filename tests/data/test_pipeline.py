@@ -1,6 +1,7 @@
 """Mixtures, grain iteration (determinism, resume, process shards), preprocessing, bad input."""
 
 import collections
+import dataclasses
 
 import numpy as np
 import pydicom
@@ -202,6 +203,30 @@ def test_images_keep_aspect_ratio_with_zero_padding_and_gray_becomes_rgb():
     preprocess.to_rgb(np.zeros((4, 4)), {"id": "e1", "task": "t"})
 
 
+def test_an_imported_checkpoints_layout_stretches_and_puts_bos_after_the_images(synthetic_data_dir):
+  """PaliGemma's processor: stretched bicubic pixels, `<image slots> [BOS] prompt \\n`; a cut
+  keeps [BOS] after the image, and one that would cut the image drops the example."""
+  pre = make_preprocessor(synthetic_data_dir, ["t"], max_prompt=24, max_target=3)
+  layout = preprocess.PromptLayout(bos_after_images=True, prompt_end="\n")
+  spec = dataclasses.replace(pre.spec, image_resize="stretch", image_resample="bicubic",
+                             prompt_layout=layout)
+  pali = preprocess.Preprocessor(pre.tokenizer, spec, {"t": 0})
+  tall = np.full((100, 50), 200, np.uint8)
+  features = pali({"id": "a", "task": "t", "images": [tall], "prompt": "<img>no effusion", "target": "x"})
+  slots = spec.image_slots
+  prompt = features["tokens"][:features["prompt_length"]].tolist()
+  assert prompt[:slots + 1] == [tok.IMAGE_ID] * slots + [tok.BOS_ID]
+  assert prompt[slots + 1:] == pre.tokenizer.encode("no effusion\n")
+  assert (features["images"][0] == 200).all()  # stretched: no padding
+  own = pre({"id": "a", "task": "t", "images": [tall], "prompt": "<img>no effusion", "target": "x"})
+  assert own["tokens"][0] == tok.BOS_ID and (own["images"][0][:, 0] == 0).all()  # padded
+  long = pali({"id": "b", "task": "t", "images": [tall], "prompt": "<img>" + "no effusion " * 9,
+               "target": "x"})
+  assert long["dropped"]
+  with pytest.raises(ValueError, match="config.data.image_resize is 'crop'"):
+    dataclasses.replace(spec, image_resize="crop")
+
+
 def test_corrupt_image_files_are_refused_with_their_name(tmp_path):
   bad = tmp_path / "broken.png"
   bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -246,7 +271,9 @@ def test_ids_past_the_tokenizer_decode_as_unknown(synthetic_data_dir):
   # An imported model's embedding table can be larger than its tokenizer (Gemma's is).
   tokenizer = tok.Tokenizer(tokenizer_path(synthetic_data_dir))
   ids = tokenizer.encode("no effusion")
-  assert tokenizer.decode(ids + [tokenizer.vocab_size + 7]) == tokenizer.decode(ids + [tok.UNK_ID]) != tokenizer.decode(ids)
+  past = tokenizer.vocab_size + 7
+  assert tokenizer.decode(ids + [past] + ids) == f"no effusion<unk:{past}>no effusion"
+  assert tokenizer.piece(past) == f"<unk:{past}>" and tokenizer.piece(ids[0]) == tokenizer.sp.id_to_piece(ids[0])
 
 
 # A dominant task and three rare ones: drawn per example, batches of 8 often miss a rare task.

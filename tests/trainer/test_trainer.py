@@ -104,6 +104,8 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synth
   while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
     assert time.time() < deadline
     time.sleep(0.05)
+  with open(f"/proc/{proc.pid}/environ", "rb") as f:  # medpalm_m.allocator restarted it in place
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in f.read().split(b"\0")
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
