@@ -40,10 +40,14 @@ def test_a_bad_topology_is_refused_saying_why(name, message):
     topology.parse(name)
 
 
-def test_abstract_params_equal_the_full_template():
-  """The planner traces two layers per stack and repeats them; the result is the full model's."""
+@pytest.mark.parametrize("lora", [dict(), dict(rank=4, targets="attn/(query|out)$|mlp_in", vit=True),
+                                  dict(rank=4, targets=r"blocks/[13]/mlp/")])  # names layers
+def test_abstract_params_equal_the_full_template(lora):
+  """The planner traces two layers per stack and repeats them; the result is the full model's,
+  with LoRA adapters that every layer has or that only some layers have."""
   cfg = small_config.get_config()
   cfg.model.decoder.depth, cfg.model.vit.depth = 5, 3
+  cfg.model.lora.update(lora)
   model_cfg = ModelConfig.from_dict(cfg.model)
   shapes, axes = plan.abstract_params(model_cfg)
   template, full = ModelTemplate.abstract(model_cfg)
