@@ -79,7 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer = dict(
       name="adafactor", learning_rate=1e-3, schedule="constant", warmup_steps=0, b1=0.9,
       b2=0.999, weight_decay=0.0, clip_norm=1.0,
-      freeze="",  # regex of parameter names kept frozen; the paper fine-tunes everything
+      # Regex of parameter paths kept frozen (not differentiated, no optimizer state); the paper
+      # fine-tunes everything.
+      freeze="",
       lr_multipliers={},  # {regex: factor} on the learning rate of matching parameters
   )
   c.mesh = dict(data=-1, fsdp=1, tensor=1)  # one axis may be -1: every remaining device

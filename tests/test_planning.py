@@ -70,13 +70,15 @@ def bytes_per_device(tree):
   return sorted(set(totals.values()))
 
 out = {}
-for mesh in (dict(data=2, fsdp=4, tensor=1), dict(data=2, fsdp=2, tensor=2)):
+for mesh, freeze in ((dict(data=2, fsdp=4, tensor=1), ""), (dict(data=2, fsdp=2, tensor=2), ""),
+                     (dict(data=2, fsdp=4, tensor=1), "^vit/")):
   cfg = small_config.get_config()
   cfg.mesh = mesh
+  cfg.optimizer.freeze = freeze
   trainer = Trainer(cfg, num_tasks=3)
   state = trainer.init_state()
   p = plan.make_plan(cfg, topology.Topology("cpu", "cpu", jax.device_count(), 1, 2**40))
-  key = ",".join(map(str, mesh.values()))
+  key = ",".join(map(str, mesh.values())) + freeze
   out[key] = {"real": [bytes_per_device(state["params"]), bytes_per_device(state["opt_state"])],
               "plan": [p.params, p.opt_state]}
   if mesh["tensor"] == 1:
@@ -96,8 +98,29 @@ def test_state_bytes_match_real_shards_and_the_estimate_matches_xla():
   for mesh, r in out.items():
     # Every device holds the same number of bytes, and exactly the planned number.
     assert r["real"] == [[r["plan"][0]], [r["plan"][1]]], (mesh, r)
-  ratio = out["2,4,1"]["estimate"] / out["2,4,1"]["xla_temp"]
-  assert 1 / XLA_FACTOR <= ratio <= XLA_FACTOR, out
+  for key in ("2,4,1", "2,4,1^vit/"):  # a frozen ViT: no gradients and no backward through it
+    ratio = out[key]["estimate"] / out[key]["xla_temp"]
+    assert 1 / XLA_FACTOR <= ratio <= XLA_FACTOR, out
+  assert out["2,4,1^vit/"]["plan"][1] < out["2,4,1"]["plan"][1]  # no ViT optimizer state
+
+
+def test_the_plan_counts_only_the_trained_parameters():
+  """A frozen ViT (config.optimizer.freeze) has no optimizer state, gradients or kept
+  activations in the plan, which says how many parameters train."""
+  from configs import medpalm_m_12b
+  cfg = medpalm_m_12b.get_config()
+  topo = topology.parse(cfg.topology)
+  full = plan.make_plan(cfg, topo)
+  cfg.optimizer.freeze = "^vit/"
+  frozen = plan.make_plan(cfg, topo)
+  vit = ModelConfig.from_dict(cfg.model).num_params()["vit"]
+  assert (frozen.num_params, frozen.num_trained) == (full.num_params, full.num_params - vit)
+  assert frozen.params == full.params
+  assert frozen.opt_state < full.opt_state and frozen.activations < full.activations
+  shares = frozen.gradients / full.gradients
+  assert abs(shares - frozen.num_trained / full.num_params) < 0.01, shares
+  table = plan.format_plans(cfg, [frozen])
+  assert f"trained (config.optimizer.freeze='^vit/')" in table.splitlines()[0]
 
 
 @pytest.mark.parametrize("size, topo, mesh, rows, parts", [
