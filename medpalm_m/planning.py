@@ -30,7 +30,7 @@ from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
 from medpalm_m import runtime, sharding, topology as topology_lib
 from medpalm_m.data import pipeline
-from medpalm_m.model.lora import LoRAConfig
+from medpalm_m.model.lora import BASE_WEIGHTS, LoRAConfig
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.trainer.optimizer import make_optimizer, partition
@@ -435,7 +435,7 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
   lines = [
       f"{config_name}: {_count(plans[0].num_params)} parameters (decoder {_count(counts['decoder'])}, "
       f"ViT {_count(counts['vit'])}, projector {_count(counts['projector'])})"
-      + (f"; {_count(plans[0].num_trained)} trained (config.optimizer.freeze={cfg.optimizer.freeze!r})"
+      + (f"; {_count(plans[0].num_trained)} trained ({_trained_by(cfg, model_cfg)})"
          if plans[0].num_trained < plans[0].num_params else ""),
       f"batch {cfg.train.batch_size} = {k} x {cfg.train.batch_size // k} (accumulation x "
       f"micro-batch) of {runtime.sequence_spec(cfg).length} tokens with {pipeline.images_per_row(cfg.data)} "
@@ -472,6 +472,14 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
               for row in table]
     lines += [f"{topo.name}: {e.problem}" for topo, e in evals if e.problem]
   return "\n".join(lines)
+
+
+def _trained_by(cfg, model_cfg: ModelConfig) -> str:
+  """What chooses the trained parameters, in words: a LoRA run's adapters or the freeze regex."""
+  if model_cfg.lora.rank and cfg.optimizer.freeze == BASE_WEIGHTS:
+    return (f"LoRA adapters of rank {model_cfg.lora.rank} only, targets {model_cfg.lora.targets!r}"
+            f"{' with the ViT' if model_cfg.lora.vit else ' in the decoder'}")
+  return f"config.optimizer.freeze={cfg.optimizer.freeze!r}"
 
 
 def compare_with_xla(cfg, trainer) -> str:
