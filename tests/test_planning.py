@@ -123,6 +123,36 @@ def test_the_plan_counts_only_the_trained_parameters():
   assert f"trained (config.optimizer.freeze='^vit/')" in table.splitlines()[0]
 
 
+def test_medgemma_lora_fits_one_h100_training_only_its_adapters():
+  """configs/medgemma_lora.py (MedGemma 4B's shape without an import): LoRA rank 16 on the 7
+  projections of 34 decoder layers is all that trains, with AdamW state and gradients for it
+  alone; full fine-tuning of the same model does not fit the GPU."""
+  from configs import medgemma_lora
+  cfg = medgemma_lora.get_config()
+  assert cfg.topology == "1xH100"
+  run = subprocess.run([sys.executable, "-m", "medpalm_m.plan", "--config=configs/medgemma_lora.py"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+  print(run.stdout)
+  lines = run.stdout.splitlines()
+  assert "29.80M trained (LoRA adapters of rank 16 only, targets '.' in the decoder)" in lines[0]
+  assert [line.split()[-1] for line in lines if line.startswith("1xH100")] == ["yes", "yes"]
+
+  p = plan.make_plan(cfg, topology.parse(cfg.topology))
+  d, r = ModelConfig.from_dict(cfg.model).decoder, 16
+  q_out, kv = d.num_heads * d.head_dim, d.num_kv_heads * d.head_dim
+  adapters = d.depth * r * (2 * (d.width + q_out) + 2 * (d.width + kv) + 3 * (d.width + d.mlp_dim))
+  assert adapters == 29_802_496
+  assert p.num_trained == adapters
+  assert p.num_params == ModelConfig.from_dict(cfg.model).num_params()["total"] + adapters
+  assert 0 <= p.opt_state - 2 * 4 * adapters < 2**10  # AdamW's two float32 moments, and counts
+  assert p.gradients == 3 * 4 * adapters  # gradient, update, accumulator
+  assert p.fits and p.evaluation.fits and not p.problem
+  cfg.model.lora.rank, cfg.optimizer.freeze = 0, ""
+  assert not plan.make_plan(cfg, topology.parse(cfg.topology)).fits
+
+
 @pytest.mark.parametrize("size, topo, mesh, rows, parts", [
     ("12b", "v5p-64", (1, 32, 1), 4, 8),
     ("84b", "v5p-128", (1, 64, 1), 2, 16),
