@@ -59,6 +59,7 @@ STATE_AND_XLA = """
 import json, sys
 import jax
 from medpalm_m import planning as plan, topology
+from medpalm_m.model.lora import BASE_WEIGHTS
 from medpalm_m.trainer import Trainer
 from tests import small_config
 
@@ -70,15 +71,18 @@ def bytes_per_device(tree):
   return sorted(set(totals.values()))
 
 out = {}
-for mesh, freeze in ((dict(data=2, fsdp=4, tensor=1), ""), (dict(data=2, fsdp=2, tensor=2), ""),
-                     (dict(data=2, fsdp=4, tensor=1), "^vit/")):
+for mesh, freeze, lora_rank in ((dict(data=2, fsdp=4, tensor=1), "", 0),
+                                (dict(data=2, fsdp=2, tensor=2), "", 0),
+                                (dict(data=2, fsdp=4, tensor=1), "^vit/", 0),
+                                (dict(data=2, fsdp=2, tensor=2), BASE_WEIGHTS, 4)):
   cfg = small_config.get_config()
   cfg.mesh = mesh
   cfg.optimizer.freeze = freeze
+  cfg.model.lora.update(rank=lora_rank, vit=True)
   trainer = Trainer(cfg, num_tasks=3)
   state = trainer.init_state()
   p = plan.make_plan(cfg, topology.Topology("cpu", "cpu", jax.device_count(), 1, 2**40))
-  key = ",".join(map(str, mesh.values())) + freeze
+  key = ",".join(map(str, mesh.values())) + ("lora" if lora_rank else freeze)
   out[key] = {"real": [bytes_per_device(state["params"]), bytes_per_device(state["opt_state"])],
               "plan": [p.params, p.opt_state]}
   if mesh["tensor"] == 1:
@@ -102,6 +106,8 @@ def test_state_bytes_match_real_shards_and_the_estimate_matches_xla():
     ratio = out[key]["estimate"] / out[key]["xla_temp"]
     assert 1 / XLA_FACTOR <= ratio <= XLA_FACTOR, out
   assert out["2,4,1^vit/"]["plan"][1] < out["2,4,1"]["plan"][1]  # no ViT optimizer state
+  # LoRA adapters (sharded like their kernels, over fsdp and tensor): optimizer state for them alone.
+  assert out["2,2,2lora"]["plan"][1] < out["2,2,2"]["plan"][1] / 5
 
 
 def test_the_plan_counts_only_the_trained_parameters():
