@@ -3,20 +3,17 @@ imported model, trains its adapters only, and `convert export` merges them into 
 that transformers loads as a plain Gemma 3 with the LoRA model's logits."""
 
 import dataclasses
-import os
 
 import jax
 import numpy as np
 import torch
 import transformers
 
-from medpalm_m import checkpoint as ckpt_lib
-from medpalm_m.convert import export_checkpoint
 from medpalm_m.model.lora import LoRAConfig, is_adapter, merge_adapters
 from medpalm_m.model.template import ModelTemplate
-from medpalm_m.runtime import write_config
 from tests.convert import parity
 from tests.convert.test_gemma3 import prompts
+from tests.convert.test_roundtrip import saved_and_exported, training_batch
 
 
 def lora_config(imported: str):
@@ -43,12 +40,9 @@ def test_a_lora_run_exports_merged_into_a_checkpoint_transformers_loads(checkpoi
   assert all(not start[k].any() for k in adapters if k.endswith("/b"))
 
   tokens, images, token_type_ids = prompts(trainer.model_cfg)
-  length = tokens.shape[1]
-  target = np.repeat((np.arange(length) >= 20)[None], 2, axis=0)
-  batch = {"tokens": tokens, "images": images, "input_mask": np.ones(tokens.shape, bool),
-           "mask_ar": np.ones(tokens.shape, np.int32), "mask_loss": target,
-           "task_id": np.zeros(2, np.int32), "prompt_truncated": np.zeros(2, bool),
-           "target_truncated": np.zeros(2, bool), "dropped": np.zeros(2, bool)}
+  ones, mask_ar = np.ones(tokens.shape, bool), np.ones(tokens.shape, np.int32)
+  target = np.repeat((np.arange(tokens.shape[1]) >= 20)[None], 2, axis=0)
+  batch = training_batch(tokens, images, mask_ar, target)
   for _ in range(3):
     state, metrics = trainer.train_step(state, trainer.global_batch(batch))
   assert np.isfinite(float(metrics["loss"]))
@@ -56,15 +50,8 @@ def test_a_lora_run_exports_merged_into_a_checkpoint_transformers_loads(checkpoi
   assert all(params[k].tobytes() == start[k].tobytes() for k in start if not is_adapter(k))
   assert all(params[k].any() for k in adapters if k.endswith("/b"))
 
-  run = str(tmp_path / "run")
-  writer = ckpt_lib.Checkpointer(os.path.join(run, "checkpoints"), async_save=False)
-  writer.save(3, state, None, {"params": ckpt_lib.param_signature(state["params"])}, force=True)
-  writer.close()
-  write_config(cfg, run)
-  exported = str(tmp_path / "exported")
-  export_checkpoint(run, exported)  # the source: config.init_from
+  exported = saved_and_exported(cfg, state, tmp_path)
 
-  ones, mask_ar = np.ones(tokens.shape, bool), np.ones(tokens.shape, np.int32)
   unmerged = trainer.template.bind(params)
   plain, _ = ModelTemplate.abstract(dataclasses.replace(trainer.model_cfg, lora=LoRAConfig()))
   merged = plain.bind(merge_adapters(params, trainer.model_cfg.lora))
