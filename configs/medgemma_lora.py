@@ -2,7 +2,7 @@
 
 Use it when you have one GPU and want to adapt MedGemma to MultiMedBench (or your own task
 mixture) rather than reproduce the paper's full fine-tuning: only low-rank adapters on the
-decoder's projections train (about 1% of the weights), so there are no gradients and no optimizer
+decoder's projections train (29.8M, 0.7% of the weights), so there are no gradients and no optimizer
 state for the 4.3B base weights, and the export is an ordinary MedGemma checkpoint. For the
 paper's recipe on a pod use configs/paligemma_multimedbench.py instead.
 
