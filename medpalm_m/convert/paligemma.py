@@ -7,8 +7,9 @@ scaled by sqrt(width), the projected image tokens enter as they are.
 
 transformers numbers PaliGemma's RoPE positions from 1, big_vision from 0; RoPE sees only
 differences of positions, so the two agree. On Gemma 2's local layers transformers lets the
-whole prefix see itself even beyond the sliding window, big_vision (and we) do not: the two differ
-only for prefixes longer than the window (4096 tokens; PaliGemma 2 at 896 px).
+whole prefix see itself even beyond the sliding window (a prefix longer than the window's 4096
+tokens: PaliGemma 2 at 896 px), and so do we (decoder.sliding_window_spares_blocks); big_vision
+cuts the prefix too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def model_config(hf: Mapping[str, Any], image_token_id: int, where: str) -> dict
   if hf.get("tie_word_embeddings", True) is False:
     raise ValueError(f"{where}: tie_word_embeddings is false; medpalm_m shares the input and "
                      "output embedding")
+  if decoder["sliding_window"] is not None:
+    decoder["sliding_window_spares_blocks"] = True
   return dict(vit=vit, decoder=decoder, image_token_id=image_token_id, attention="prefix_lm")
 
 

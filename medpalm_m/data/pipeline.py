@@ -237,11 +237,13 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
                   batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
                   num_workers: int = 0, packing: Packing | None = None,
                   every_task_per_batch: bool = False,
-                  augmentation: augment.Augmentation | None = None) -> grain.IterDataset:
+                  augmentation: augment.Augmentation | None = None,
+                  prefetch_in_thread: bool = False) -> grain.IterDataset:
   """The infinite training stream of this process: batches of `batch_size // process_count`
   rows, each one example or, with `packing`, several. `every_task_per_batch` puts every task of
   the mixture in every global batch (the paper's constraint); `augmentation` augments the images
-  of the tasks it names."""
+  of the tasks it names; `prefetch_in_thread` (without worker processes) prepares the next
+  batch while the caller computes."""
   if batch_size % process_count:
     raise ValueError(f"config.train.batch_size {batch_size} is not divisible by the "
                      f"{process_count} processes")
@@ -278,10 +280,11 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
   ds = ds.batch(local_batch, drop_remainder=True)
   if num_workers:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  else:
+  elif prefetch_in_thread:
     # The next batch is prepared in a thread while the step computes (XLA releases the GIL):
     # 40-50 ms a batch for the tiny default, ~5% of its step. The iterator's saved state is that
-    # of the last batch handed out, so resuming stays exact.
+    # of the last batch handed out, so resuming stays exact. Close the iterator when done: its
+    # thread, left to the interpreter's exit, dies with a traceback.
     ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=1)
   return ds
 

@@ -203,9 +203,9 @@ def format_genotype(record: tasks.Record, exemplars: Sequence[tasks.Record], *,
   prompt = (f"{PRECISION_FDA_INSTRUCTION} Given {tokenizer.IMAGE_MARKER}. "
             "Q: How many copies of this putative variant are shown in the middle of the image? "
             f"{option_list(GENOTYPES)} A:")
-  # SNP-F1 and indel-F1 are computed separately.
+  # SNP-F1 and indel-F1 are computed separately; the locus places the call in the truth set.
   return {**_zero_shot_choice(record, task_name, prompt, GENOTYPES),
-          "variant_type": tasks.text(record["variant_type"])}
+          "variant_type": tasks.text(record["variant_type"]), "locus": tasks.text(record["locus"])}
 
 
 # Zero-shot tuberculosis detection [Med-PaLM M §6.2.1, Fig. 3] ---------------------------------

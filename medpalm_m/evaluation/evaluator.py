@@ -191,7 +191,8 @@ class Evaluator:
     targets = [ex["target"] for ex in examples]
     counts = {k: sum(gathered[i][k] for i in range(n))
               for k in ("prompt_truncated", "target_truncated", "dropped")}
-    result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg)
+    result = scoring.score_grouped(task, examples, predictions, targets, probs, self.cfg,
+                                   scoring.split_truth(task, data_dir, split, n))
     result.update({"n": n, **{k: v for k, v in counts.items() if v}})
     unparseable = scoring.unparseable(task, examples, predictions)
     if unparseable or task.chain_of_thought:  # already scored wrong; this says how many

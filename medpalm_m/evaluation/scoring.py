@@ -17,6 +17,7 @@ import numpy as np
 
 from medpalm_m import metrics as metrics_lib
 from medpalm_m.data import prompts
+from medpalm_m.data.genomics import truth_set
 from medpalm_m.evaluation import resampling
 
 
@@ -28,9 +29,12 @@ def condition_groups(examples) -> dict[str, list[int]]:
   return groups
 
 
-def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str, Any]:
+def score_grouped(task, examples, predictions, targets, probs, cfg,
+                  truth_without_example: metrics_lib.Alleles | str | None = None) -> dict[str, Any]:
   """Task metrics and baseline; averaged over conditions when examples name one (MIMIC-CXR
-  classification is reported as the mean over its 5 conditions, as in the paper)."""
+  classification is reported as the mean over its 5 conditions, as in the paper).
+  `truth_without_example`: a genomics split's truth variants without an example, or why they
+  are unknown (`split_truth`), for the truth-set F1."""
   if "options" in examples[0]:
     predictions, targets = as_option_letters(examples, predictions)
     task = dataclasses.replace(task, options=tuple(prompts.option_letter(i) for i in range(max(len(e["options"]) for e in examples))))
@@ -40,7 +44,9 @@ def score_grouped(task, examples, predictions, targets, probs, cfg) -> dict[str,
   for indices in groups.values():
     kwargs = dict(options=list(task.options) if task.options else None,
                   variant_types=([examples[i]["variant_type"] for i in indices]
-                                 if "variant_type" in examples[indices[0]] else None))
+                                 if "variant_type" in examples[indices[0]] else None),
+                  loci=[examples[i]["locus"] for i in indices] if "locus" in examples[indices[0]] else None,
+                  truth_without_example=truth_without_example)
     per_group.append(metrics_lib.score(
         task.metrics, [predictions[i] for i in indices], [targets[i] for i in indices],
         option_probs=probs[indices] if probs is not None else None, scorer_paths=scorer_paths, **kwargs))
@@ -70,7 +76,8 @@ def bootstrap_margin(task, examples, predictions, targets, probs, cfg, resamples
   by_group = [np.stack([picked[g] for picked in picks]) for g in range(len(groups))]  # [R, n_g] each
   differences = {} if rescore_every_metric else _vectorised_differences(task, examples, predictions, targets,
                                                                        probs, groups, by_group)
-  rest = [m for m in task.metrics if m not in differences]
+  # Metrics that resampling has no meaning for (the truth-set F1) get no interval.
+  rest = [m for m in task.metrics if m not in differences and metrics_lib.METRICS[m].resampled]
   if rest:
     differences.update(_rescored_differences(dataclasses.replace(task, metrics=tuple(rest)), examples,
                                              predictions, targets, probs, cfg, picks))
@@ -124,6 +131,27 @@ def _vectorised_differences(task, examples, predictions, targets, probs, groups:
       ours, baseline = np.nanmean(np.stack(values), axis=0)
     differences[metric] = ours - baseline
   return differences
+
+
+def split_truth(task, data_dir: str, split: str, scored: int) -> metrics_lib.Alleles | str | None:
+  """What the truth-set F1 needs of a task's split beyond its examples: the truth variants its
+  prepared dataset records as having no example (`data.genomics.truth_set`), when all of the
+  split's examples are `scored`; else why not (the figure is then skipped). None for a task
+  without truth-set metrics."""
+  if not any("truth_without_example" in metrics_lib.METRICS[m].needs for m in task.metrics):
+    return None
+  builder = task.builder(data_dir=data_dir)
+  split_name = task.split_name(split)
+  recorded = truth_set.without_example(builder.info.metadata or {}, split_name)
+  if recorded is None:
+    return (f"the prepared {builder.name} data ({builder.data_dir}) records no truth set for split "
+            f"{split_name!r}: it was built before builds recorded one; delete that folder and build "
+            "again to get the truth-set F1")
+  total = builder.info.splits[split_name].num_examples
+  if scored != total:
+    return (f"scores {scored} of the {total} candidates of split {split_name!r} "
+            "(eval.max_examples_per_task); the truth set needs every candidate")
+  return recorded
 
 
 def unparseable(task, examples, predictions) -> int:

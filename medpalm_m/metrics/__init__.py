@@ -18,11 +18,13 @@ from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choic
 from medpalm_m.metrics.clinical import (CHEXBERT_5_CONDITIONS, CHEXBERT_CONDITIONS, ScorerUnavailable,
                                         chexbert_f1, chexbert_f1_from_labels, f1_radgraph,
                                         radgraph_f1_from_annotations)
-from medpalm_m.metrics.genomics import called_alleles, genotype_f1, truth_set_f1, vcf_alleles
+from medpalm_m.metrics.genomics import (Alleles, called_alleles, genotype_f1, split_truth_set_f1, truth_set_f1,
+                                        vcf_alleles)
 from medpalm_m.metrics.registry import METRICS, MetricSpec, baseline, score
 from medpalm_m.metrics.text import bleu, cider_d, rouge_l, token_f1
 
 __all__ = [
+    "Alleles",
     "CHEXBERT_CONDITIONS",
     "CHEXBERT_5_CONDITIONS",
     "METRICS",
@@ -45,6 +47,7 @@ __all__ = [
     "rouge_l",
     "score",
     "token_f1",
+    "split_truth_set_f1",
     "truth_set_f1",
     "vcf_alleles",
 ]

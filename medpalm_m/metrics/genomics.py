@@ -3,25 +3,22 @@
 `genotype_f1` scores the model's genotype of each candidate it was shown: a true variant for
 which no candidate was made never counts. `truth_set_f1` compares called variants with a truth
 VCF, hap.py's view: such a variant is a false negative. The evaluation's snp_f1 / indel_f1 are
-the per-candidate figures; the truth-set figures go beside them where the truth VCF is at hand.
+the per-candidate figures; truth_snp_f1 / truth_indel_f1 beside them are `split_truth_set_f1`:
+the answers on every candidate of a split against its truth set, which is the candidates' own
+labels plus the truth variants the dataset records as having no example
+(`medpalm_m.data.genomics.truth_set`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
-import pysam
 
-from medpalm_m.data.genomics.labels import normalized_allele
+from medpalm_m.data.genomics.labels import Alleles, normalized_allele, vcf_alleles  # noqa: F401 (re-exported)
 from medpalm_m.data.prompts import GENOTYPES
 from medpalm_m.metrics.choice import parse_predictions, parse_targets
-
-# (contig, 0-based position, ref, alt) in minimal representation -> copies of the alt (1 or 2).
-Alleles = dict[tuple[str, int, str, str], int]
-
 
 GENOTYPE_OPTIONS = GENOTYPES  # option i is genotype i: i copies of the alt allele
 
@@ -66,27 +63,6 @@ def genotype_f1(
   fn = int(np.sum((t > 0) & (p != t)))
   denom = 2 * tp + fp + fn
   return 100.0 * 2 * tp / denom if denom else float("nan")
-
-
-def vcf_alleles(path: str | os.PathLike, sample: str | None = None,
-                region: tuple[str, int, int] | None = None) -> Alleles:
-  """The variant alleles of one sample of a VCF, each with its copies in the genotype; alleles
-  with 0 copies (hom-ref, filtered-out genotypes) are left out. `region` is (contig, 0-based
-  start, end exclusive), e.g. the paper's chr20 test interval."""
-  alleles: Alleles = {}
-  with pysam.VariantFile(os.fspath(path)) as vcf:
-    records = vcf.fetch(*region) if region is not None else vcf
-    for record in records:
-      if region is not None and not region[1] <= record.start < region[2]:
-        continue
-      name = sample if sample is not None else next(iter(record.samples), None)
-      if name is None:
-        raise ValueError(f"{path}: no sample to take a genotype from")
-      genotype = [a for a in (record.samples[name]["GT"] or ()) if a is not None and a > 0]
-      for allele in set(genotype):
-        pos, ref, alt = normalized_allele(record.start, record.ref, record.alts[allele - 1])
-        alleles[(record.contig, pos, ref, alt)] = genotype.count(allele)
-  return alleles
 
 
 _LOCUS = re.compile(r"^(\S+):(\d+) ([ACGTN]+)>([ACGTN*]+)$", re.IGNORECASE)
@@ -136,3 +112,14 @@ def truth_set_f1(truth: Mapping[tuple[str, int, str, str], int],
     out[f"{t}_f1"] = 100.0 * 2 * c["tp"] / denom if denom else float("nan")
     out.update({f"{t}_{k}": float(v) for k, v in c.items()})
   return out
+
+
+def split_truth_set_f1(predictions: Sequence[str], targets: Sequence[str], loci: Sequence[str],
+                       without_example: Mapping[tuple[str, int, str, str], int],
+                       options: Sequence[str] | None = None) -> dict[str, float]:
+  """`truth_set_f1` of the answers on every candidate example of a split: the truth set is the
+  examples' true genotypes (`targets`, where > 0) and `without_example`, the split's truth
+  variants that no example stands for; the calls are the answers (`called_alleles`). Only a
+  whole split has this truth set: on some of its examples the others' variants are missing."""
+  truth = {**without_example, **called_alleles(loci, targets, options)}
+  return truth_set_f1(truth, called_alleles(loci, predictions, options))

@@ -12,7 +12,7 @@ import numpy as np
 from medpalm_m.metrics.choice import normalize_choice, parse_targets
 from medpalm_m.metrics.classification import macro_auc, macro_f1, multiple_choice_accuracy, positive_f1
 from medpalm_m.metrics.clinical import ScorerUnavailable, chexbert_f1, f1_radgraph
-from medpalm_m.metrics.genomics import GENOTYPE_OPTIONS, genotype_f1
+from medpalm_m.metrics.genomics import GENOTYPE_OPTIONS, Alleles, genotype_f1, split_truth_set_f1
 from medpalm_m.metrics.text import bleu, cider_d, rouge_l, token_f1
 
 
@@ -26,6 +26,9 @@ class _Inputs:
   options: list[str] | None
   option_probs: np.ndarray | None
   variant_types: list[str] | None
+  loci: list[str] | None
+  # The split's truth variants without an example (genomics), or why they are unknown here.
+  truth_without_example: Alleles | str | None
   scorer_paths: dict
   # The four CheXbert metrics share one labelling pass per score() call.
   memo: dict = field(default_factory=dict)
@@ -36,16 +39,19 @@ class MetricSpec:
   """One registered metric.
 
   ``needs`` names the :func:`score` keyword inputs the metric cannot do without
-  ("options", "option_probs", "variant_types"); ``scorer_key`` is the ``scorer_paths``
-  key of the weights a clinical metric needs. ``kind`` picks the baseline predictor.
+  ("options", "option_probs", "variant_types", "loci", "truth_without_example"); ``scorer_key``
+  is the ``scorer_paths`` key of the weights a clinical metric needs. ``kind`` picks the
+  baseline predictor. ``resampled``: whether the bootstrap margin resamples it (false where
+  drawing examples with replacement has no meaning for the metric).
   """
 
   name: str
   kind: MetricKind
-  compute: Callable[[_Inputs], float]
+  compute: Callable[[_Inputs], float | str]
   needs: tuple[str, ...] = ()
   scorer_key: str | None = None
   description: str = ""
+  resampled: bool = True
 
 
 def _chexbert_metric(name: str) -> Callable[[_Inputs], float]:
@@ -62,7 +68,17 @@ def _chexbert_metric(name: str) -> Callable[[_Inputs], float]:
   return compute
 
 
-def _spec(name: str, kind: MetricKind, compute: Callable[[_Inputs], float], description: str, **kw: Any) -> MetricSpec:
+def _truth_set_metric(variant_type: str) -> Callable[[_Inputs], float | str]:
+  def compute(x: _Inputs) -> float | str:
+    if isinstance(x.truth_without_example, str):  # reported like a clinical scorer without weights
+      return f"skipped: {x.truth_without_example}"
+    scores = split_truth_set_f1(x.predictions, x.targets, x.loci, x.truth_without_example, x.options)
+    return scores[f"{variant_type}_f1"]
+
+  return compute
+
+
+def _spec(name: str, kind: MetricKind, compute: Callable[[_Inputs], float | str], description: str, **kw: Any) -> MetricSpec:
   return MetricSpec(name=name, kind=kind, compute=compute, description=description, **kw)
 
 
@@ -91,6 +107,14 @@ METRICS: dict[str, MetricSpec] = {
         _spec("indel_f1", "genotype",
               lambda x: genotype_f1(x.predictions, x.targets, x.variant_types, "indel", x.options),
               "genotype-aware F1 on indel candidates", needs=("variant_types",)),
+        # Not resampled: a bootstrap draw of candidates has no truth set (the variants without an
+        # example are not examples to draw, and a drawn copy of a candidate is not a second call),
+        # so these are reported without a margin.
+        *[_spec(f"truth_{t}_f1", "genotype", _truth_set_metric(t),
+                f"genotype-matched {t.upper() if t == 'snp' else t} F1 against the split's truth "
+                "set (hap.py's view: a truth variant without a candidate is a false negative)",
+                needs=("loci", "truth_without_example"), resampled=False)
+          for t in ("snp", "indel")],
         *[
             _spec(f"chexbert_{avg}_f1_{n}", "clinical", _chexbert_metric(f"chexbert_{avg}_f1_{n}"),
                   f"CheXbert {avg}-F1 over {n} conditions", scorer_key="chexbert_checkpoint")
@@ -112,13 +136,17 @@ def score(
     options: Sequence[str] | None = None,
     option_probs: np.ndarray | None = None,
     variant_types: Sequence[str] | None = None,
+    loci: Sequence[str] | None = None,
+    truth_without_example: Alleles | str | None = None,
     scorer_paths: dict | None = None,
 ) -> dict[str, float | str]:
   """Compute the named metrics (percent) of ``predictions`` against ``targets``.
 
   Inputs each metric needs are listed in its :class:`MetricSpec`; a missing one raises
   ``ValueError`` naming the metric. Clinical scorers without usable weights return
-  the string ``"skipped: needs local weights at <config key> (...)"`` instead of a number.
+  the string ``"skipped: needs local weights at <config key> (...)"`` instead of a number, and
+  so do the truth-set metrics with ``truth_without_example`` a string saying why it is unknown
+  ("skipped: <why>"); as alleles, the examples must be every candidate of their split.
   Undefined values (e.g. AUC with one class present) are NaN.
   """
   predictions, targets = list(predictions), list(targets)
@@ -131,12 +159,16 @@ def score(
     raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
   if variant_types is not None and len(variant_types) != len(targets):
     raise ValueError(f"{len(variant_types)} variant_types but {len(targets)} targets")
+  if loci is not None and len(loci) != len(targets):
+    raise ValueError(f"{len(loci)} loci but {len(targets)} targets")
   inputs = _Inputs(
       predictions=predictions,
       targets=targets,
       options=None if options is None else list(options),
       option_probs=None if option_probs is None else np.asarray(option_probs, dtype=float),
       variant_types=None if variant_types is None else list(variant_types),
+      loci=None if loci is None else list(loci),
+      truth_without_example=truth_without_example,
       scorer_paths=dict(scorer_paths or {}),
   )
   results: dict[str, float | str] = {}
@@ -163,6 +195,8 @@ def baseline(
     *,
     options: Sequence[str] | None = None,
     variant_types: Sequence[str] | None = None,
+    loci: Sequence[str] | None = None,
+    truth_without_example: Alleles | str | None = None,
     scorer_paths: dict | None = None,
 ) -> dict[str, float | str]:
   """Score of a trivial constant predictor on the same set, per metric.
@@ -171,8 +205,8 @@ def baseline(
     target option; macro_auc scores the constant uniform probabilities, i.e. 50 (NaN if
     only one class is present). Without ``options``, accuracy uses the most frequent
     normalised target string.
-  * genotype (snp_f1, indel_f1): always call the most frequent genotype over the whole
-    set (both types pooled, so the same constant call as a classifier would make).
+  * genotype (snp_f1, indel_f1, truth_*): always call the most frequent genotype over the
+    whole set (both types pooled, so the same constant call as a classifier would make).
   * When several options are equally frequent, each metric takes whichever of them scores
     highest on it: a balanced test set (synthetic genomics is 50/50/50) must not get the
     weakest constant (always "0", SNP-F1 0) when always "1" is just as much a majority
@@ -190,7 +224,8 @@ def baseline(
       raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
     by_kind.setdefault(METRICS[name].kind, []).append(name)
 
-  common = dict(options=options, variant_types=variant_types, scorer_paths=scorer_paths)
+  common = dict(options=options, variant_types=variant_types, loci=loci,
+                truth_without_example=truth_without_example, scorer_paths=scorer_paths)
   results: dict[str, float | str] = {}
   for kind, names in by_kind.items():
     probs = None

@@ -41,11 +41,12 @@ class Attention(Adaptable):
                rope_max_wavelength: float, logit_softcap: float | None, rngs: nnx.Rngs,
                rope_scale_factor: float = 1.0, query_pre_attn_scalar: float | None = None,
                qk_norm: bool = False, norm_eps: float = 1e-6, sliding_window: int | None = None,
-               impl: str = "xla"):
+               window_spares_blocks: bool = False, impl: str = "xla"):
     """Gemma fields: `query_pre_attn_scalar` replaces head_dim in the 1/sqrt logit scaling (Gemma 2
     27B and Gemma 3 set it); `qk_norm` RMS-normalises each query and key head before RoPE (Gemma
-    3); `sliding_window` makes a local layer: a query sees only keys fewer than that many positions
-    away (Gemma 2/3). `impl` is config.model.attention_impl (`attention_impl.attend`)."""
+    3); `sliding_window` makes a local layer (Gemma 2/3, `local_mask`), `window_spares_blocks`
+    exempts bidirectional blocks from its window (PaliGemma 2). `impl` is
+    config.model.attention_impl (`attention_impl.attend`)."""
     if num_heads % num_kv_heads:
       raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
@@ -54,6 +55,7 @@ class Attention(Adaptable):
     self.logit_softcap = logit_softcap
     self.logit_scale = (query_pre_attn_scalar if query_pre_attn_scalar is not None else head_dim) ** -0.5
     self.sliding_window = sliding_window
+    self.window_spares_blocks = window_spares_blocks
     self.impl = impl
     self.query_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
     self.key_norm = RMSNorm(head_dim, rngs=rngs, eps=norm_eps, axis="head_dim") if qk_norm else None
@@ -100,9 +102,9 @@ class Attention(Adaptable):
       cache = new_cache
       k, v = k.astype(dtype), v.astype(dtype)
     if self.sliding_window is not None:
-      # Symmetric window on positions ANDed with the mask, as big_vision and the gemma library do.
-      distance = jnp.abs(positions[:, :, None] - key_positions[:, None, :])
-      mask = jnp.logical_and(mask, distance < self.sliding_window)
+      mask = local_mask(mask, positions, key_positions, self.sliding_window,
+                        spares_blocks=self.window_spares_blocks,
+                        first_slot=0 if cache is None else cache_index)
 
     scores = dict(logit_scale=self.logit_scale, softcap=self.logit_softcap)
     if self.capture_attention:  # the weights exist only in the reference implementation
@@ -113,6 +115,34 @@ class Attention(Adaptable):
       attended = attention_impl.attend(q, k, v, mask, impl=self.impl, interpret=self.interpret_kernels,
                                        **scores)
     return self.project("out", "btnh,nhd->btd", attended), cache
+
+
+def local_mask(mask: jax.Array, positions: jax.Array, key_positions: jax.Array, window: int, *,
+               spares_blocks: bool, first_slot: jax.Array | int = 0) -> jax.Array:
+  """A local layer's mask [B, T, S]: `mask` cut to the sliding window, as transformers cuts it.
+
+  A key `window` or more positions before its query is cut; keys after the query are never cut
+  (only a bidirectional block makes them visible at all), so a Gemma 3 image token sees the rest
+  of its image at any distance and its start only within the window. With `spares_blocks`
+  (PaliGemma 2), tokens of one block (mutually visible in `mask`: the image + prompt prefix) see
+  each other at any distance. The queries are the keys in slots [first_slot, first_slot + T):
+  the whole sequence in a forward pass, the prompt in a prefill; blocks exist only among them.
+  (big_vision and the gemma library cut symmetrically, |distance| < window, blocks included;
+  the two agree wherever no block is longer than the window.)
+  """
+  within = positions[:, :, None] - key_positions[:, None, :] < window
+  if spares_blocks:
+    within = jnp.logical_or(within, mutually_visible(mask, first_slot))
+  return jnp.logical_and(mask, within)
+
+
+def mutually_visible(mask: jax.Array, first_slot: jax.Array | int = 0) -> jax.Array:
+  """[B, T, S]: query i and key j see each other both ways, i.e. lie in one bidirectional block,
+  for the T queries that are the keys in slots [first_slot, first_slot + T)."""
+  length = mask.shape[1]
+  own = jax.lax.dynamic_slice_in_dim(mask, first_slot, length, axis=2)  # [B, T, T]
+  both = jnp.logical_and(own, own.swapaxes(1, 2))
+  return jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(mask), both, first_slot, axis=2)
 
 
 def attention_mask(input_mask: jax.Array, mask_ar: jax.Array) -> jax.Array:

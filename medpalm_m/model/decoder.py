@@ -52,6 +52,12 @@ class DecoderConfig:
   # sliding_window positions and use local_rope_max_wavelength (None: rope_max_wavelength).
   attention_pattern: tuple[Literal["global", "local"], ...] = ("global",)
   sliding_window: int | None = None
+  # How a local layer's window meets a bidirectional block (tokens that see each other both ways:
+  # one image in Gemma 3, the image + prompt prefix in PaliGemma), as transformers has each family:
+  # False (Gemma 3) cuts every key sliding_window or more positions before the query, inside a
+  # block too (a block's later tokens stay visible at any distance); True (PaliGemma 2) leaves a
+  # block whole however long it is, and cuts only the causal rest.
+  sliding_window_spares_blocks: bool = False
   local_rope_max_wavelength: float | None = None
   rope_scale_factor: float = 1.0  # linear RoPE scaling of the global layers (Gemma 3 4B+: 8)
 
@@ -100,6 +106,7 @@ class DecoderBlock(nnx.Module):
                           logit_softcap=cfg.attn_logit_softcap,
                           query_pre_attn_scalar=cfg.query_pre_attn_scalar, qk_norm=cfg.qk_norm,
                           norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window if local else None,
+                          window_spares_blocks=cfg.sliding_window_spares_blocks,
                           impl=attention_impl, rngs=rngs)
     self.mlp = GatedMLP(cfg.width, cfg.mlp_dim, cfg.mlp_activation, rngs=rngs)
     self.mlp_norm = None if self.parallel else norm()

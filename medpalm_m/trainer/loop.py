@@ -93,8 +93,18 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       process_index=trainer.data_shard[0], process_count=trainer.data_shard[1],
       num_workers=cfg.data.num_workers, packing=packing,
       every_task_per_batch=cfg.data.every_task_per_batch,
-      augmentation=augment.Augmentation.from_config(cfg.data.augmentation, cfg.seed))
+      augmentation=augment.Augmentation.from_config(cfg.data.augmentation, cfg.seed),
+      prefetch_in_thread=True)
   data_iterator = iter(dataset)
+  try:
+    return _run(cfg, workdir, trainer, tokenizer, data_iterator, mixture, task_names, guard, ckpt_dir)
+  finally:
+    data_iterator.close()
+
+
+def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture: dict[str, float],
+         task_names: list[str], guard: DivergenceGuard, ckpt_dir: str) -> dict[str, Any]:
+  """Resume or start, then step to config.train.num_steps; the workdir is written from here."""
   meta = {"params": ckpt_lib.param_signature(trainer.abstract_state["params"]),
           "tasks": task_names, "mixture": mixture}
   latest, saved_meta = _validated_checkpoint(cfg, workdir, ckpt_dir, meta)

@@ -38,20 +38,38 @@ def _forward(model):
 def greedy(model, hf_model, tokens, images, mask_ar, token_type_ids, max_new_tokens: int
            ) -> tuple[list[list[int]], list[list[int]]]:
   """Greedy continuations of equal-length prompts, each cut after its first EOS: (ours, theirs)."""
+  (ours, _), (theirs, _) = greedy_with_logprobs(model, hf_model, tokens, images, mask_ar, token_type_ids,
+                                                max_new_tokens)
+  return ours, theirs
+
+
+def greedy_with_logprobs(model, hf_model, tokens, images, mask_ar, token_type_ids, max_new_tokens: int):
+  """((our tokens, their log-probabilities), (their tokens, their log-probabilities)) of greedy
+  decoding, each row cut after its first EOS: the log-probabilities show a difference in the
+  cached decoding that is too small to change an argmax."""
   batch, length = tokens.shape
   fn = jax.jit(lambda t, i, p, m: decode.generate(
-      model, t, i, p, m, decode.SamplingConfig(max_new_tokens=max_new_tokens), tok.EOS_ID)[0])
-  ours = np.asarray(fn(jnp.asarray(tokens), jnp.asarray(images), jnp.full((batch,), length, jnp.int32),
-                       jnp.asarray(mask_ar)))
+      model, t, i, p, m, decode.SamplingConfig(max_new_tokens=max_new_tokens), tok.EOS_ID))
+  ours, our_logprobs = (np.asarray(x) for x in fn(
+      jnp.asarray(tokens), jnp.asarray(images), jnp.full((batch,), length, jnp.int32), jnp.asarray(mask_ar)))
   with torch.no_grad():
-    theirs = hf_model.generate(
+    out = hf_model.generate(
         input_ids=reference.hf_tokens(tokens, tok.IMAGE_ID),
         pixel_values=reference.pixel_values(_flat(images)),
         token_type_ids=torch.from_numpy(np.asarray(token_type_ids, np.int64)),
         attention_mask=torch.ones(tokens.shape, dtype=torch.long), max_new_tokens=max_new_tokens,
-        min_new_tokens=0, do_sample=False, eos_token_id=tok.EOS_ID, pad_token_id=tok.PAD_ID
-    ).numpy()[:, length:]
-  return [_until_eos(row) for row in ours], [_until_eos(row) for row in theirs]
+        min_new_tokens=0, do_sample=False, eos_token_id=tok.EOS_ID, pad_token_id=tok.PAD_ID,
+        output_logits=True, return_dict_in_generate=True)
+  theirs = out.sequences.numpy()[:, length:]
+  logits = torch.stack(out.logits, dim=1).float()  # [B, steps, vocab]
+  chosen = torch.from_numpy(theirs.astype(np.int64))[..., None]
+  their_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, chosen)[..., 0].numpy()
+  return _cut(ours, our_logprobs), _cut(theirs, their_logprobs)
+
+
+def _cut(tokens: np.ndarray, logprobs: np.ndarray) -> tuple[list[list[int]], list[np.ndarray]]:
+  rows = [_until_eos(row) for row in tokens]
+  return rows, [lp[:len(row)] for row, lp in zip(rows, logprobs)]
 
 
 def _flat(images: np.ndarray) -> np.ndarray:

@@ -97,7 +97,8 @@ def test_registered_with_paper_setup(task: tasks.Task):
   if task is CXR_REPORT:
     assert task.options is None and "chexbert_micro_f1_5" in task.metrics and "cider_d" in task.metrics
   elif task is genomics.TASK:
-    assert task.options == ("0", "1", "2") and task.metrics == ("snp_f1", "indel_f1")
+    assert task.options == ("0", "1", "2")
+    assert task.metrics == ("snp_f1", "indel_f1", "truth_snp_f1", "truth_indel_f1")
   elif task.name == "synthetic_mimic_cxr_classification":  # the paper's macro-F1 is the "Yes" F1
     assert task.metrics == ("macro_auc", "positive_f1")
   else:
@@ -173,14 +174,15 @@ def test_cbis_and_genomics_prompts_are_the_papers():
       "reading. Given mammogram image <img>. Image view: MLO Q: Which of the following is the most likely "
       "type of the patient's breast calcification? (A) BENIGN (B) BENIGN_WITHOUT_CALLBACK (C) MALIGNANT A:")
   assert example["target"] == "MALIGNANT."
-  record = {"id": "x", "image": np.zeros((224, 224, 3), np.uint8), "label": 1, "variant_type": b"snp"}
+  record = {"id": "x", "image": np.zeros((224, 224, 3), np.uint8), "label": 1, "variant_type": b"snp",
+            "locus": b"chr1:5 A>G"}
   example = genomics.TASK.formatter(record, [])
   assert example["prompt"] == (
       "Instructions: You are a helpful genetic assistant. The following are questions about variant "
       "calling. Identify the number of copies of the putative variant in pileup images. Given <img>. "
       "Q: How many copies of this putative variant are shown in the middle of the image? "
       "(A) 0 (B) 1 (C) 2 A:")
-  assert (example["target"], example["variant_type"]) == ("1.", "snp")
+  assert (example["target"], example["variant_type"], example["locus"]) == ("1.", "snp", "chr1:5 A>G")
 
 
 def test_cxr_report_says_what_the_labels_say(built):

@@ -37,6 +37,9 @@ def test_report_has_every_task_metric_count_and_baseline(trained):
     task_metrics = synthetic.synthetic_tasks()[name].metrics
     assert set(task_metrics) <= set(result) and set(task_metrics) <= set(result["baseline"])
     for metric in task_metrics:
+      if isinstance(result[metric], str):  # the truth-set F1 of 8 of a split's candidates
+        assert result[metric].startswith("skipped: ") and metric.startswith("truth_")
+        continue
       assert 0.0 <= result[metric] <= 100.0 or np.isnan(result[metric])
   table = evaluation.format_table(report)
   assert "synthetic_precision_fda" in table and "snp_f1" in table and "99.35" in table  # paper 12B
@@ -186,3 +189,51 @@ def test_bootstrap_margin_resamples_within_each_condition_and_scores_auc():
   uniform = np.full((100, 2), 0.5)
   flat = scoring.bootstrap_margin(task, examples, predictions, targets, uniform, _eval_cfg(), 50)
   assert flat["macro_auc"] == [0.0, 0.0]
+
+
+def test_the_genomics_report_has_the_truth_set_f1_which_a_missed_variant_lowers(trained, tmp_path,
+                                                                                synthetic_data_dir):
+  """Beside the per-candidate SNP/indel F1, the truth-set F1 of the whole split, from the truth
+  variants the built dataset records as having no candidate; a subsample says why it has none."""
+  cfg, workdir = trained
+  workdir = shutil.copytree(workdir, tmp_path / "copy", ignore=shutil.ignore_patterns("eval"))
+  cfg = cfg.copy_and_resolve_references()
+  cfg.data.build_synthetic = False
+  name = "synthetic_precision_fda"
+  rt = runtime.Runtime(cfg)
+  params, step = rt.restore_params(workdir)
+  shared = dict(task_names=[name], params=params, step=step, runtime=rt,
+                evaluator=evaluation.Evaluator(rt, runtime.prepare_data(cfg)[1]))
+  subsample = evaluation.evaluate(cfg, workdir, **shared)["tasks"][name]
+  assert subsample["truth_snp_f1"].startswith("skipped: scores 8 of the 150 candidates")
+  assert "margin_ci95" not in subsample
+
+  cfg.eval.max_examples_per_task = None  # every candidate of the split
+  cfg.eval.bootstrap = 20
+  whole = evaluation.evaluate(cfg, workdir, **shared)["tasks"][name]
+  # Every simulated variant has a candidate: against the truth set the figures are the same.
+  for kind in ("snp", "indel"):
+    assert whole[f"truth_{kind}_f1"] == whole[f"{kind}_f1"]
+    assert whole["baseline"][f"truth_{kind}_f1"] == whole["baseline"][f"{kind}_f1"]
+  assert set(whole["margin_ci95"]) == {"snp_f1", "indel_f1"}  # resampling has no truth set
+
+  # The same data, but its truth set holds one more SNP that no candidate was made for.
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  for entry in os.listdir(synthetic_data_dir):
+    if entry != name:
+      os.symlink(os.path.join(synthetic_data_dir, entry), data_dir / entry)
+  built = shutil.copytree(os.path.join(synthetic_data_dir, name), data_dir / name)
+  (metadata_path,) = built.glob("*/metadata.json")
+  metadata = json.loads(metadata_path.read_text())
+  metadata["truth_set"]["test"]["without_example"].append(["chr1", 7, "A", "G", 1])
+  metadata_path.write_text(json.dumps(metadata))
+  cfg.data.data_dir = str(data_dir)
+  missed = evaluation.evaluate(cfg, workdir, **shared)["tasks"][name]
+  for metric in ("snp_f1", "indel_f1", "truth_indel_f1"):
+    assert missed[metric] == whole[metric] and missed["baseline"][metric] == whole["baseline"][metric]
+  # The baseline's constant call has true positives, so one more false negative lowers its F1.
+  assert missed["baseline"]["truth_snp_f1"] < whole["baseline"]["truth_snp_f1"]
+  assert missed["truth_snp_f1"] <= whole["truth_snp_f1"]
+  table = evaluation.format_table({"step": step, "split": "test", "tasks": {name: missed}})
+  assert "truth_snp_f1" in table and "truth_indel_f1" in table

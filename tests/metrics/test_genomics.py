@@ -62,3 +62,30 @@ def test_truth_set_f1_counts_a_variant_without_a_candidate_as_missed(tmp_path):
   # SNP candidates 100 (1,1) TP, 200 (2,1) FP+FN, 700 (0,1) FP -> 2 / (2 + 2 + 1) = 40.
   per_candidate = M.genotype_f1(answers, ["1", "2", "1", "2", "0"], ["snp", "snp", "indel", "indel", "snp"], "snp")
   assert per_candidate == pytest.approx(40.0)
+
+
+def test_truth_set_metrics_of_a_whole_split_count_its_variants_without_an_example():
+  """The registry's truth_snp_f1 / truth_indel_f1 on every candidate of a split: its truth set is
+  the candidates' labels plus the recorded variants that no candidate stands for."""
+  loci = ["chr20:100 A>G", "chr20:200 C>T", "chr20:300 AT>A", "chr20:400 G>GA", "chr20:700 A>C"]
+  targets = ["1.", "2.", "1.", "2.", "0."]
+  answers = ["1", "(B) 1", "1.", "0", "1"]
+  types = ["snp", "snp", "indel", "indel", "snp"]
+  metrics = ["snp_f1", "indel_f1", "truth_snp_f1", "truth_indel_f1"]
+  kwargs = dict(variant_types=types, loci=loci)
+  complete = M.score(metrics, answers, targets, truth_without_example={}, **kwargs)
+  missed = M.score(metrics, answers, targets, truth_without_example={("chr20", 499, "T", "C"): 1}, **kwargs)
+  # SNP per candidate: 100 TP, 200 FP+FN, 700 FP -> 2 / (2 + 2 + 1) = 40; the missed 500 adds an
+  # FN against the truth set only -> 2 / (2 + 2 + 2). Indel: 300 TP, 400 FN -> 2 / 3 either way.
+  assert complete["truth_snp_f1"] == complete["snp_f1"] == pytest.approx(40.0)
+  assert missed["snp_f1"] == pytest.approx(40.0) and missed["truth_snp_f1"] == pytest.approx(100 / 3)
+  assert missed["indel_f1"] == missed["truth_indel_f1"] == pytest.approx(200 / 3)
+  # Always "1" (the most frequent answer, with "2"; the better-scoring one): SNP calls 100 (TP),
+  # 200 (FP+FN), 700 (FP), plus the missed 500 -> 2 / (2 + 2 + 2).
+  assert M.baseline(["truth_snp_f1"], targets, truth_without_example={("chr20", 499, "T", "C"): 1},
+                    **kwargs)["truth_snp_f1"] == pytest.approx(100 / 3)
+  unknown = M.score(["truth_snp_f1"], answers, targets, truth_without_example="no record", **kwargs)
+  assert unknown["truth_snp_f1"] == "skipped: no record"
+  with pytest.raises(ValueError, match="truth_snp_f1.*needs loci"):
+    M.score(["truth_snp_f1"], answers, targets, variant_types=types, truth_without_example={})
+  assert not M.METRICS["truth_snp_f1"].resampled and M.METRICS["snp_f1"].resampled

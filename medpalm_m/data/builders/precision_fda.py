@@ -19,7 +19,9 @@ paper's 224x224x3 RGB pileup. The paper's split:
          build in hours rather than days of pure-Python candidate search.
   test   every candidate of chr20:3,000,001-9,444,417 (13,030 in the paper).
 
-Contigs may be named "chr20" or "20".
+Contigs may be named "chr20" or "20". Each split also records, in metadata.json, its truth
+variants (in its regions and the confident regions) that no example stands for: the truth-set
+F1 counts them as missed (`genomics.truth_set`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from medpalm_m.data import genomics
 from medpalm_m.data import prompts
 from medpalm_m.data import tasks
 from medpalm_m.data.builders import base
+from medpalm_m.data.genomics import truth_set
 
 
 _BAM, _BAM_INDEX = ("*.bam",), ("*.bam.bai", "*.bai", "*.bam.csi")
@@ -116,7 +119,8 @@ class PrecisionFda(base.ManualBuilder):
                      if _sampled(contig, start, self.train_fraction)]
     test_regions = [(test_contig, test_start, min(test_end, lengths[test_contig]))]
     test_regions = [region for region in test_regions if region[1] < region[2]]
-    return {"train": self._records(files, train_regions), "test": self._records(files, test_regions)}
+    return {"train": self._records(files, train_regions, "train"),
+            "test": self._records(files, test_regions, "test")}
 
   def _one_file(self, manual_dir: str, patterns: Sequence[str], kind: str) -> str:
     found = sorted({path for pattern in patterns for path in glob.glob(os.path.join(manual_dir, pattern))})
@@ -146,8 +150,12 @@ class PrecisionFda(base.ManualBuilder):
         contigs.add(fields[0])
     return contigs
 
-  def _records(self, files: dict[str, str], regions: Sequence[tuple[str, int, int]]) -> Iterator[base.KeyedRecord]:
+  def _records(self, files: dict[str, str], regions: Sequence[tuple[str, int, int]],
+               split: str) -> Iterator[base.KeyedRecord]:
+    """The split's examples; once they are all out, its truth variants that none stands for go
+    to metadata.json (`genomics.truth_set`)."""
     vcf_path, bed_path = files["truth VCF"], files["confident-region BED"]
+    with_example = set()
     with pysam.AlignmentFile(files["BAM"]) as bam, pysam.FastaFile(files["FASTA"]) as fasta, \
         pysam.VariantFile(vcf_path) as truth:
       for contig, start, end in regions:
@@ -161,8 +169,13 @@ class PrecisionFda(base.ManualBuilder):
               image = genomics.make_pileup(bam, fasta, candidate, self.PILEUP_OPTIONS)
             except ValueError:
               continue  # the window runs off the contig: DeepVariant makes no example either
+            with_example.add((candidate.contig, *genomics.normalized_allele(candidate.pos, candidate.ref,
+                                                                            candidate.alt)))
             yield locus, {"id": locus, "image": genomics.pileup_to_rgb(image), "label": label,
                           "variant_type": candidate.variant_type, "locus": locus}
+    records = self.info.metadata.setdefault(truth_set.METADATA_KEY, {})
+    records[split] = truth_set.split_record(truth_set.confident_truth(vcf_path, bed_path, regions),
+                                            with_example)
 
 
 def _named_like(contig: str, lengths: dict[str, int]) -> str | None:
@@ -182,7 +195,8 @@ TASK = tasks.register(tasks.Task(
     name="precision_fda",
     builder=PrecisionFda,
     formatter=functools.partial(prompts.format_genotype, task_name="precision_fda"),
-    metrics=("snp_f1", "indel_f1"),
+    # Per candidate, as the paper; then against the split's truth set (no bootstrap margin).
+    metrics=("snp_f1", "indel_f1", "truth_snp_f1", "truth_indel_f1"),
     options=prompts.GENOTYPES,
     paper_task="PrecisionFDA",
 ))

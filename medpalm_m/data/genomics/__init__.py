@@ -5,15 +5,17 @@ how many copies of the alternate allele it carries (0/1/2). From a coordinate-so
 reference FASTA, `candidates` finds the putative variants, `encoding` draws each one's pileup
 (following DeepVariant's `pileup_image.py` and `pileup_channel_lib.cc`) and converts it to the
 (224, 224, 3) RGB image the paper feeds the vision encoder, and `labels` labels it from a truth
-VCF. `options` holds DeepVariant's settings and `reads` the read walking they share. The
-synthetic task's simulated genome is `medpalm_m.data.synthetic.genome`.
+VCF; `truth_set` is what a split's dataset records of that VCF for the truth-set F1. `options`
+holds DeepVariant's settings and `reads` the read walking they share. The synthetic task's
+simulated genome is `medpalm_m.data.synthetic.genome`.
 """
 
 from __future__ import annotations
 
 from medpalm_m.data.genomics.candidates import Candidate, find_candidates
 from medpalm_m.data.genomics.encoding import RGB_IMAGE_SIZE, make_pileup, pileup_to_rgb
-from medpalm_m.data.genomics.labels import NUM_CLASSES, genotype_from_vcf, in_confident_regions
+from medpalm_m.data.genomics.labels import (NUM_CLASSES, genotype_from_vcf, in_confident_regions,
+                                            normalized_allele)
 from medpalm_m.data.genomics.options import (CHANNEL_NAMES, DEFAULT_OPTIONS, PILEUP_HEIGHT,
                                              PILEUP_NUM_CHANNELS, PILEUP_WIDTH, PileupOptions)
 
@@ -31,5 +33,6 @@ __all__ = [
     "genotype_from_vcf",
     "in_confident_regions",
     "make_pileup",
+    "normalized_allele",
     "pileup_to_rgb",
 ]

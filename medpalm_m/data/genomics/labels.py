@@ -1,5 +1,5 @@
 """Labels for candidates: the genotype (0/1/2 copies of the alt) from a truth VCF, and whether a
-candidate lies in the truth set's confident regions (a BED)."""
+candidate lies in the truth set's confident regions (a BED); the truth alleles of a VCF."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from medpalm_m.data.genomics.candidates import Candidate
 
 
 NUM_CLASSES = 3  # genotypes 0, 1, 2: copies of the alternate allele
+
+# (contig, 0-based position, ref, alt) in minimal representation -> copies of the alt (1 or 2).
+Alleles = dict[tuple[str, int, str, str], int]
 
 
 def normalized_allele(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
@@ -71,6 +74,27 @@ def genotype_from_vcf(
   finally:
     if opened:
       variants.close()
+
+
+def vcf_alleles(path: str | os.PathLike, sample: str | None = None,
+                region: tuple[str, int, int] | None = None) -> Alleles:
+  """The variant alleles of one sample of a VCF, each with its copies in the genotype; alleles
+  with 0 copies (hom-ref, filtered-out genotypes) are left out. `region` is (contig, 0-based
+  start, end exclusive), e.g. the paper's chr20 test interval."""
+  alleles: Alleles = {}
+  with pysam.VariantFile(os.fspath(path)) as vcf:
+    records = vcf.fetch(*region) if region is not None else vcf
+    for record in records:
+      if region is not None and not region[1] <= record.start < region[2]:
+        continue
+      name = sample if sample is not None else next(iter(record.samples), None)
+      if name is None:
+        raise ValueError(f"{path}: no sample to take a genotype from")
+      genotype = [a for a in (record.samples[name]["GT"] or ()) if a is not None and a > 0]
+      for allele in set(genotype):
+        pos, ref, alt = normalized_allele(record.start, record.ref, record.alts[allele - 1])
+        alleles[(record.contig, pos, ref, alt)] = genotype.count(allele)
+  return alleles
 
 
 @functools.lru_cache(maxsize=4)

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from medpalm_m.data import pipeline, tasks
 from medpalm_m.data.builders import base, precision_fda
+from medpalm_m.data.genomics import truth_set
 
 tfds.disable_progress_bar()
 
@@ -45,6 +46,8 @@ SITES = [
     ("chr20", 3_000_550, "snp", None),
     ("chr21", 1000, "snp", (1, 1)),  # chr21 is in neither split
 ]
+# In the truth, but no read covers it (a region the reads miss): no candidate, so no example.
+TRUTH_WITHOUT_READS = [("chr20", 3_000_620, "snp", (0, 1))]
 COLOR = {"A": 250, "G": 180, "T": 100, "C": 30}  # DeepVariant's read_base channel
 
 
@@ -112,6 +115,10 @@ def write_precision_fda(root: Path, sites=SITES, reads_per_site: int = READS_PER
       reads.append((contigs.index(contig), start, f"site{k}_read{j}", cigar, bases, j % 3 == 0))
     if genotype is not None:
       truth.append((contig, pos, ref, alt, genotype))
+  for contig, pos, kind, genotype in TRUTH_WITHOUT_READS:
+    if contig in lengths:
+      truth.append((contig, pos, *alleles(reference[contig], pos, kind), genotype))
+  truth.sort(key=lambda t: (contigs.index(t[0]), t[1]))
   reads.sort(key=lambda r: (r[0], r[1], r[2]))
   with pysam.AlignmentFile(str(root / BAM), "wb", header=header) as out:
     for tid, start, name, cigar, bases, reverse in reads:
@@ -181,6 +188,20 @@ def test_splits_candidates_and_labels(built, download):
       locus(download, "chr20", 3_000_550, "snp"): (0, "snp")}
 
 
+def test_each_split_records_its_truth_variants_without_an_example(built, download):
+  """For the truth-set F1: train's chr1:81 (its window runs off the contig) and the test
+  interval's variant that no read covers; not chr1:301 (outside the confident regions), nor
+  chr20:2,999,901 (outside the test interval), nor the read artifacts (not in the truth)."""
+  data_dir, _ = built
+  prepared = precision_fda.PrecisionFda(data_dir=str(data_dir))  # as the evaluator reads it
+  with pysam.FastaFile(str(download / FASTA)) as fasta:
+    chr1_ref, chr1_alt = alleles(fasta.fetch("chr1"), 80, "snp")
+    chr20_ref, chr20_alt = alleles(fasta.fetch("chr20"), 3_000_620, "snp")
+  assert truth_set.without_example(prepared.info.metadata, "train") == {("chr1", 80, chr1_ref, chr1_alt): 1}
+  assert truth_set.without_example(prepared.info.metadata, "test") == {
+      ("chr20", 3_000_620, chr20_ref, chr20_alt): 1}
+
+
 def test_pileup_pixels_follow_the_reads(built, download):
   _, builder = built
   with pysam.FastaFile(str(download / FASTA)) as fasta:
@@ -217,7 +238,8 @@ def test_prompt_and_task(built):
       "(C) 2 A:")
   assert (example["target"], example["label"], example["variant_type"]) == ("1.", 1, "indel")  # "1." as the paper
   assert example["images"][0].shape == (224, 224, 3)
-  assert tasks.get("precision_fda").metrics == ("snp_f1", "indel_f1")
+  assert tasks.get("precision_fda").metrics == ("snp_f1", "indel_f1", "truth_snp_f1", "truth_indel_f1")
+  assert example["locus"] == example["id"]  # where the truth-set F1 places the answer
 
 
 def test_train_chunks_are_four_percent_of_the_genome():
