@@ -12,6 +12,7 @@ import typing
 import ml_collections
 
 from medpalm_m.model.decoder import DecoderConfig
+from medpalm_m.model.lora import LoRAConfig
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.vit import ViTConfig
 
@@ -91,7 +92,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer = dict(
       name="adafactor", learning_rate=1e-3, schedule="constant", warmup_steps=0, b1=0.9,
       b2=0.999, weight_decay=0.0, clip_norm=1.0,
-      freeze="",  # regex of parameter names kept frozen; the paper fine-tunes everything
+      # Regex of parameter paths kept frozen (not differentiated, no optimizer state); the paper
+      # fine-tunes everything.
+      freeze="",
       lr_multipliers={},  # {regex: factor} on the learning rate of matching parameters
   )
   c.mesh = dict(data=-1, fsdp=1, tensor=1)  # one axis may be -1: every remaining device
@@ -127,9 +130,10 @@ def eval_suite(tasks, *, max_decode_tokens: int, split: str = "test", every: int
 
 def model_schema() -> ml_collections.ConfigDict:
   """ModelConfig's fields with their defaults; fields without one are typed placeholders."""
-  schema = _fields(ModelConfig, skip=("vit", "decoder"))
+  schema = _fields(ModelConfig, skip=("vit", "decoder", "lora"))
   schema.vit = _fields(ViTConfig)
   schema.decoder = _fields(DecoderConfig)
+  schema.lora = _fields(LoRAConfig)  # rank 0: off; configs/medgemma_lora.py turns it on
   return schema
 
 

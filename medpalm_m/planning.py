@@ -30,9 +30,10 @@ from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
 from medpalm_m import runtime, sharding, topology as topology_lib
 from medpalm_m.data import pipeline
+from medpalm_m.model.lora import BASE_WEIGHTS, LoRAConfig
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
-from medpalm_m.trainer.optimizer import make_optimizer
+from medpalm_m.trainer.optimizer import make_optimizer, partition
 
 # A step fits when the estimate stays under this share of device memory: the rest is for XLA's
 # own buffers, fragmentation and the estimate's error. launch/slurm_gpu.sbatch lets JAX take
@@ -50,10 +51,15 @@ def abstract_params(model_cfg: ModelConfig) -> tuple[dict[str, jax.ShapeDtypeStr
   whole trace), so a model with at most two layers per stack is traced and its second layer
   repeated. The layers of a stack have the same parameters; that is checked here, and
   tests/test_planning.py checks the result against `ModelTemplate.abstract` of a full model.
+  LoRA targets that name layers ('blocks/(0|1)/') make the layers differ: the whole model is
+  traced then.
   """
   d, v = model_cfg.decoder, model_cfg.vit
   shallow = dataclasses.replace(model_cfg, decoder=dataclasses.replace(d, depth=min(d.depth, 2)),
                                 vit=dataclasses.replace(v, depth=min(v.depth, 2)))
+  if model_cfg.lora.rank and not _adapted_alike_in_every_layer(model_cfg, shallow):
+    template, params = ModelTemplate.abstract(model_cfg)
+    return dict(params), dict(template.logical_axes)
   template, params = ModelTemplate.abstract(shallow)
   shapes: dict[str, jax.ShapeDtypeStruct] = {}
   axes: dict[str, Any] = {}
@@ -79,18 +85,36 @@ def abstract_params(model_cfg: ModelConfig) -> tuple[dict[str, jax.ShapeDtypeStr
   return shapes, axes
 
 
+def _adapted_alike_in_every_layer(model_cfg: ModelConfig, shallow: ModelConfig) -> bool:
+  """Whether config.model.lora.targets gives every layer of a stack adapters on the same kernels,
+  judged on the parameter names of a shallow model without adapters."""
+  _, params = ModelTemplate.abstract(dataclasses.replace(shallow, lora=LoRAConfig()))
+  depths = {"decoder": model_cfg.decoder.depth, "vit": model_cfg.vit.depth}
+  for name in params:
+    block = _BLOCK.match(name)
+    if block is not None:
+      stack, _, rest = block.groups()
+      if len({model_cfg.lora.adapts(f"{stack}/blocks/{i}/{rest}") for i in range(depths[stack])}) > 1:
+        return False
+  return True
+
+
 @dataclasses.dataclass(frozen=True)
 class AbstractState:
-  """Shapes of the trainer's parameters and optimizer state; the same on every mesh."""
+  """Shapes of the trainer's parameters and optimizer state; the same on every mesh. `trained`
+  names the parameters that are not frozen (config.optimizer.freeze): only they have optimizer
+  state and gradients."""
   params: dict[str, jax.ShapeDtypeStruct]
   logical_axes: dict[str, Any]
   opt_state: Any
+  trained: frozenset[str]
 
   @classmethod
   def from_config(cls, cfg) -> "AbstractState":
     params, axes = abstract_params(ModelConfig.from_dict(cfg.model))
     tx, _ = make_optimizer(cfg, params)
-    return cls(params, axes, jax.eval_shape(tx.init, params))
+    trained, _ = partition(cfg, params)
+    return cls(params, axes, jax.eval_shape(tx.init, trained), frozenset(trained))
 
   def shardings(self, cfg, mesh) -> tuple[dict[str, NamedSharding], Any]:
     """The trainer's parameter and optimizer-state shardings on `mesh` (abstract or real)."""
@@ -107,7 +131,7 @@ def shard_bytes(tree: Any, shardings: Any) -> int:
              for x, s in zip(leaves, specs, strict=True))
 
 
-def activation_bytes(cfg, mesh) -> dict[str, int]:
+def activation_bytes(cfg, mesh, *, vit_trained: bool = True) -> dict[str, int]:
   """Per-device bytes of the activations a training step keeps (estimate).
 
   Notation: r rows (examples) per device in one micro-batch, T tokens, c bytes of the compute
@@ -122,7 +146,9 @@ def activation_bytes(cfg, mesh) -> dict[str, int]:
     (c * (2D + 2(H + K)h + 2F)); the layer being differentiated needs its full set once more:
         decoder = r * T * (L * kept + full) + 2 * r * T * D * c   (input embeddings)
   - The ViT the same, over r * images * patches tokens, with K = H and a GELU MLP (2F instead
-    of 4F), plus the images as floats.
+    of 4F), plus the images as floats. A ViT without a trained parameter (`vit_trained` False:
+    frozen by config.optimizer.freeze) is never differentiated: it keeps only its output, and
+    one layer's values while it runs.
   - The loss: 3 float32 [r, T, V] arrays (logits, their softmax, its gradient).
   """
   model_cfg = ModelConfig.from_dict(cfg.model)
@@ -147,9 +173,10 @@ def activation_bytes(cfg, mesh) -> dict[str, int]:
   vit_kept, vit_full = layer(images * v.num_patches, v.width, v.num_heads, v.num_heads,
                              v.width // v.num_heads, v.mlp_dim, False, v.remat, v.num_patches)
   vocab = d.vocab_size // _split(rules.get("vocab"), d.vocab_size, mesh)
+  vit_layers = v.depth * vit_kept if vit_trained else 0
   return {
       "decoder": d.depth * dec_kept + dec_full + 2 * rows * seq * d.width * c,
-      "vit": v.depth * vit_kept + vit_full + images * (v.num_patches * v.width + 3 * v.image_size**2) * c,
+      "vit": vit_layers + vit_full + images * (v.num_patches * v.width + 3 * v.image_size**2) * c,
       "loss": 3 * rows * seq * vocab * 4,
   }
 
@@ -194,13 +221,15 @@ def data_parts(cfg, mesh_shape: tuple[int, ...], devices_per_host: int) -> int:
 class Plan:
   """Per-device bytes of one training step of a config on a topology.
 
-  `gradients` counts two float32 copies of the parameter shards (the gradient and the
-  optimizer's update) and a third when gradients are accumulated (config.train.grad_accum_steps
-  > 1); `activations` and `gathered` are `activation_bytes` and `gathered_bytes`.
+  `gradients` counts two float32 copies of the trained parameters' shards (the gradient and the
+  optimizer's update; frozen parameters have neither) and a third when gradients are accumulated
+  (config.train.grad_accum_steps > 1); `activations` and `gathered` are `activation_bytes` and
+  `gathered_bytes`.
   """
   topology: topology_lib.Topology
   mesh: dict[str, int]
   num_params: int
+  num_trained: int  # the parameters that config.optimizer.freeze leaves trained
   rows_per_device: int  # examples per device in one micro-batch
   data_parts: int  # distinct parts of each batch that the hosts read
   params: int
@@ -226,14 +255,18 @@ def make_plan(cfg, topo: topology_lib.Topology, state: AbstractState | None = No
   mesh = AbstractMesh(sharding.mesh_shape(dict(cfg.mesh), topo.num_devices), sharding.MESH_AXES)
   param_shardings, opt_shardings = state.shardings(cfg, mesh)
   params = shard_bytes(state.params, param_shardings)
+  trained = {k: v for k, v in state.params.items() if k in state.trained}
   copies = 2 + (cfg.train.grad_accum_steps > 1)
   return Plan(
       topology=topo, mesh=dict(zip(sharding.MESH_AXES, mesh.axis_sizes)),
       num_params=sum(math.prod(x.shape) for x in state.params.values()),
+      num_trained=sum(math.prod(x.shape) for x in trained.values()),
       rows_per_device=rows_per_device(cfg, mesh),
       data_parts=data_parts(cfg, tuple(mesh.axis_sizes), topo.devices_per_host),
       params=params, opt_state=shard_bytes(state.opt_state, opt_shardings),
-      gradients=copies * params, activations=sum(activation_bytes(cfg, mesh).values()),
+      gradients=copies * shard_bytes(trained, {k: param_shardings[k] for k in trained}),
+      activations=sum(activation_bytes(
+          cfg, mesh, vit_trained=any(k.startswith("vit/") for k in state.trained)).values()),
       gathered=gathered_bytes(cfg, state, param_shardings, mesh), problem=batch_problem(cfg, mesh),
       evaluation=make_eval_plan(cfg, topo, state))
 
@@ -367,17 +400,23 @@ def _split(rule_target: Any, dim: int, mesh) -> int:
   return size if axes and dim % size == 0 else 1
 
 
-def xla_memory(trainer) -> dict[str, int]:
-  """XLA's memory analysis of the trainer's compiled step on its real mesh, per device. `temp`
-  is what the step allocates besides its arguments: what a `Plan` counts as gradients,
-  activations and gathered weights."""
+def compiled_step(trainer) -> jax.stages.Compiled:
+  """The trainer's training step compiled for its config's batch on its real mesh, from shapes
+  alone: what XLA's memory and cost analyses read."""
   cfg = trainer.cfg
   spec = trainer.runtime.spec
   packing = pipeline.Packing.from_config(cfg.data)
   batch = {name: jax.ShapeDtypeStruct((cfg.train.batch_size, *shape), dtype,
                                       sharding=trainer.batch_sharding)
            for name, (shape, dtype) in pipeline.row_features(spec, packing).items()}
-  analysis = trainer.train_step.lower(trainer.abstract_state, batch).compile().memory_analysis()
+  return trainer.train_step.lower(trainer.abstract_state, batch).compile()
+
+
+def xla_memory(trainer) -> dict[str, int]:
+  """XLA's memory analysis of the trainer's compiled step on its real mesh, per device. `temp`
+  is what the step allocates besides its arguments: what a `Plan` counts as gradients,
+  activations and gathered weights."""
+  analysis = compiled_step(trainer).memory_analysis()
   return {"temp": analysis.temp_size_in_bytes, "arguments": analysis.argument_size_in_bytes}
 
 
@@ -395,7 +434,9 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
   k = cfg.train.grad_accum_steps
   lines = [
       f"{config_name}: {_count(plans[0].num_params)} parameters (decoder {_count(counts['decoder'])}, "
-      f"ViT {_count(counts['vit'])}, projector {_count(counts['projector'])})",
+      f"ViT {_count(counts['vit'])}, projector {_count(counts['projector'])})"
+      + (f"; {_count(plans[0].num_trained)} trained ({_trained_by(cfg, model_cfg)})"
+         if plans[0].num_trained < plans[0].num_params else ""),
       f"batch {cfg.train.batch_size} = {k} x {cfg.train.batch_size // k} (accumulation x "
       f"micro-batch) of {runtime.sequence_spec(cfg).length} tokens with {pipeline.images_per_row(cfg.data)} "
       f"image(s) of {model_cfg.num_image_tokens} tokens; remat decoder={model_cfg.decoder.remat} "
@@ -431,6 +472,14 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
               for row in table]
     lines += [f"{topo.name}: {e.problem}" for topo, e in evals if e.problem]
   return "\n".join(lines)
+
+
+def _trained_by(cfg, model_cfg: ModelConfig) -> str:
+  """What chooses the trained parameters, in words: a LoRA run's adapters or the freeze regex."""
+  if model_cfg.lora.rank and cfg.optimizer.freeze == BASE_WEIGHTS:
+    return (f"LoRA adapters of rank {model_cfg.lora.rank} only, targets {model_cfg.lora.targets!r}"
+            f"{' with the ViT' if model_cfg.lora.vit else ' in the decoder'}")
+  return f"config.optimizer.freeze={cfg.optimizer.freeze!r}"
 
 
 def compare_with_xla(cfg, trainer) -> str:

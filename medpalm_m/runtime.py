@@ -29,6 +29,7 @@ from medpalm_m import repository
 from medpalm_m import sharding
 from medpalm_m.data import preprocess
 from medpalm_m.data import tokenizer as tok
+from medpalm_m.model.lora import is_adapter
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 
@@ -279,9 +280,14 @@ class Runtime:
     return {"devices": jax.device_count(), "processes": jax.process_count(),
             "mesh": {axis: int(size) for axis, size in self.mesh.shape.items()}}
 
-  def restore_params(self, workdir: str, step: int | None = None) -> tuple[dict[str, jax.Array], int]:
+  def restore_params(self, workdir: str, step: int | None = None, *,
+                     adapters_may_be_missing: bool = False) -> tuple[dict[str, jax.Array], int]:
     """The parameters of `workdir`'s checkpoint `step` (default: the latest), each read into its
-    shard; no optimizer state is read. Refuses a checkpoint of another model, naming tensors."""
+    shard; no optimizer state is read. Refuses a checkpoint of another model, naming tensors.
+
+    `adapters_may_be_missing`: a checkpoint without this config's LoRA adapters (model.lora),
+    such as an imported one, gives every other parameter; the caller initialises the adapters.
+    """
     workdir = os.path.abspath(os.path.expanduser(workdir))
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
@@ -289,6 +295,10 @@ class Runtime:
       if step is None:
         raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}; train first "
                                 f"(python -m medpalm_m.train --workdir={workdir} ...)")
-      return checkpointer.restore_params(step, self.abstract_params), int(step)
+      wanted = self.abstract_params
+      if adapters_may_be_missing:
+        saved = checkpointer.meta(step)["params"]
+        wanted = {k: v for k, v in wanted.items() if k in saved or not is_adapter(k)}
+      return checkpointer.restore_params(step, wanted), int(step)
     finally:
       checkpointer.close()

@@ -136,6 +136,9 @@ def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture:
   else:
     state = trainer.init_state()
   start = int(jax.device_get(state["step"]))
+  if trainer.num_trained < trainer.num_params:
+    say(f"training {trainer.num_trained:,} of {trainer.num_params:,} parameters; the rest are frozen "
+        f"by config.optimizer.freeze={cfg.optimizer.freeze!r}")
 
   writer = MetricsWriter(workdir, start)
   seq_len = trainer.runtime.spec.length

@@ -1,13 +1,16 @@
-"""Optimizer from config: Adafactor (the paper) or AdamW, schedule, clipping, freezing by regex."""
+"""Optimizer from config: Adafactor (the paper) or AdamW, schedule, clipping, per-parameter
+learning rates, and which parameters train at all (freezing by regex)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping, TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
+
+T = TypeVar("T")
 
 
 def learning_rate_schedule(cfg) -> optax.Schedule:
@@ -29,7 +32,34 @@ def learning_rate_schedule(cfg) -> optax.Schedule:
   return decay
 
 
-def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def partition(cfg, params: Mapping[str, T]) -> tuple[dict[str, T], dict[str, T]]:
+  """(trained, frozen): the flat `{path: value}` parameters split by config.optimizer.freeze, a
+  regex searched in each path (e.g. "^vit/"); '' freezes nothing (the paper fine-tunes
+  everything). Works on arrays, abstract shapes or anything else keyed by parameter path.
+
+  Only the trained part is differentiated and has optimizer state (`make_optimizer`): the train
+  step takes its gradient with the frozen part held constant, so no frozen weight gets a
+  gradient, and no frozen tower is differentiated unless a trained parameter lies beneath it.
+  """
+  pattern = cfg.optimizer.freeze
+  if not pattern:
+    return dict(params), {}
+  regex = re.compile(pattern)
+  trained = {k: v for k, v in params.items() if not regex.search(k)}
+  frozen = {k: v for k, v in params.items() if regex.search(k)}
+  if not frozen:
+    raise ValueError(f"config.optimizer.freeze={pattern!r} matches no parameter; parameter "
+                     "paths look like 'vit/blocks/0/attn/qkv', 'projector' or 'decoder/embedding'")
+  if not trained:
+    raise ValueError(f"config.optimizer.freeze={pattern!r} matches every parameter: nothing would "
+                     "train; narrow the regex (e.g. '^(vit|decoder)/' keeps the projector trained)")
+  return trained, frozen
+
+
+def make_optimizer(cfg, params: Mapping[str, Any]) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The update rule of the trained parameters: `tx.init` and `tx.update` take the trained part
+  of `params` (`partition(cfg, params)[0]`), so frozen parameters have no optimizer state.
+  With nothing frozen that is every parameter, and the state is what it always was."""
   schedule = learning_rate_schedule(cfg)
   opt = cfg.optimizer
   if opt.name == "adafactor":
@@ -44,39 +74,33 @@ def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, opta
     base = optax.sgd(schedule, momentum=opt.b1 or None)
   else:
     raise ValueError(f"config.optimizer.name must be 'adafactor', 'adamw' or 'sgd', got {opt.name!r}")
+  # Clipping sees the trained gradients only: frozen parameters have none.
   chain = [optax.clip_by_global_norm(opt.clip_norm)] if opt.clip_norm else []
+  trained, _ = partition(cfg, params)
   multipliers = dict(opt.lr_multipliers)
   if multipliers:
-    tx = optax.chain(*chain, base, scale_by_parameter(multipliers, params))
+    # Checked against every parameter, so that a config's ViT multiplier stays valid when the
+    # ViT is frozen; applied to the trained ones.
+    factors = parameter_multipliers(multipliers, params)
+    tx = optax.chain(*chain, base, scale_by_parameter({k: factors[k] for k in trained}))
   else:
     tx = optax.chain(*chain, base)
-  if opt.freeze:
-    # Off by default: the paper fine-tunes every parameter. A regex over parameter paths
-    # (e.g. "^vit/") freezes the matching ones.
-    pattern = re.compile(opt.freeze)
-    labels = jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if pattern.search(param_path(path)) else "trained", params)
-    if not any(v == "frozen" for v in jax.tree.leaves(labels)):
-      raise ValueError(f"config.optimizer.freeze={opt.freeze!r} matches no parameter")
-    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
 
 
-def scale_by_parameter(multipliers: dict[str, float], params: Any) -> optax.GradientTransformation:
-  """Multiplies each parameter's update (so its learning rate) by the value of the regex in
-  `multipliers` (config.optimizer.lr_multipliers) that its path matches; 1 if none. Two regexes
-  matching one parameter are refused: the order of a config's keys is not kept everywhere.
+def scale_by_parameter(factors: Mapping[str, float]) -> optax.GradientTransformation:
+  """Multiplies each parameter's update (so its learning rate) by its factor in `factors`
+  (`parameter_multipliers` of config.optimizer.lr_multipliers, keyed like the updates).
 
   Adafactor and Adam normalise every element's step to about the learning rate whatever the
   parameter's scale, so one rate cannot suit a [p*p*3, width] patch embedding with 0.02-sized
   weights and a decoder matrix alike: in the tiny default the rate that the text tasks need
   turned the ViT's patch embedding into noise (chest X-ray AUC 57 at 3e-3, 71 at 1e-3).
   """
-  factors = parameter_multipliers(multipliers, params)
-
   def update(updates, state, params=None):
     del params
-    return jax.tree.map(lambda u, f: u if f == 1.0 else u * jnp.asarray(f, u.dtype), updates, factors), state
+    return {k: u if factors[k] == 1.0 else u * jnp.asarray(factors[k], u.dtype)
+            for k, u in updates.items()}, state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
@@ -88,7 +112,8 @@ def parameter_multipliers(multipliers: dict[str, float], params: Any) -> Any:
   for pattern, value in patterns:
     if value < 0:
       raise ValueError(f"config.optimizer.lr_multipliers[{pattern.pattern!r}] is {value}; "
-                       "multipliers must be >= 0 (0 freezes, like config.optimizer.freeze)")
+                       "multipliers must be >= 0 (0 stops the updates; config.optimizer.freeze also "
+                       "skips the gradients and the optimizer state)")
 
   def multiplier(path) -> float:
     name = param_path(path)

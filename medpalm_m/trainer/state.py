@@ -6,6 +6,8 @@
 
 The state is a plain pytree {params, opt_state, step, rng}; parameters keep the Runtime's
 shardings and optimizer state follows the parameter it belongs to (`sharding.like_params`).
+Parameters frozen by config.optimizer.freeze (`optimizer.partition`) are in `params` but have no
+optimizer state, no gradient and pass through the step unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from medpalm_m import sharding
 from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.runtime import Runtime
-from medpalm_m.trainer.optimizer import make_optimizer
+from medpalm_m.trainer.optimizer import make_optimizer, partition
 
 
 class Trainer:
@@ -40,6 +42,7 @@ class Trainer:
                        f"{NORMALIZATIONS} (average over target tokens, or over examples)")
     abstract_params = self.runtime.abstract_params
     self.num_params = sum(int(np.prod(p.shape)) for p in abstract_params.values())
+    self.num_trained = sum(int(np.prod(p.shape)) for p in partition(cfg, abstract_params)[0].values())
     self.tx, self.schedule = make_optimizer(cfg, abstract_params)
     self.param_shardings = self.runtime.param_shardings
     self.batch_sharding = self.runtime.batch_sharding
@@ -68,18 +71,32 @@ class Trainer:
 
   def _state_around(self, params) -> dict[str, Any]:
     """Step 0 with these parameters and a fresh optimizer state."""
-    return {"params": params, "opt_state": self.tx.init(params), "step": jnp.zeros((), jnp.int32),
+    trained, _ = partition(self.cfg, params)
+    return {"params": params, "opt_state": self.tx.init(trained), "step": jnp.zeros((), jnp.int32),
             "rng": jax.random.key_data(jax.random.key(self.cfg.seed))}
 
   def init_state_from(self, workdir: str) -> dict[str, Any]:
     """Step 0 with the parameters of `workdir`'s latest checkpoint (an imported open model or
-    another run), each read straight into its shard, and a fresh optimizer state."""
+    another run), each read straight into its shard, and a fresh optimizer state. LoRA adapters
+    (config.model.lora) that the checkpoint lacks start from their initial values, B at zero, so
+    that step 0 computes what the checkpoint's model computes."""
     try:
-      params, _ = self.runtime.restore_params(workdir)
+      params, _ = self.runtime.restore_params(workdir, adapters_may_be_missing=True)
     except FileNotFoundError as e:
       raise FileNotFoundError(f"config.init_from={workdir!r}: {e}; import a checkpoint with "
                               "`python -m medpalm_m.convert import`") from e
+    missing = sorted(set(self.runtime.abstract_params) - set(params))
+    if missing:
+      params = {**params, **self._initial_params(missing)}
     return self.state_around(params)
+
+  def _initial_params(self, names: list[str]) -> dict[str, jax.Array]:
+    """The initial values of these parameters, as `init_state` draws them; XLA drops the work
+    of every other parameter, so a few adapters cost no more than themselves."""
+    def initial():
+      _, params = ModelTemplate.create(self.model_cfg, self.cfg.seed)
+      return {k: params[k] for k in names}
+    return jax.jit(initial, out_shardings={k: self.param_shardings[k] for k in names})()
 
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
@@ -98,27 +115,31 @@ class Trainer:
     # its own rows in every micro-batch: a contiguous split would put micro-batch 0 on the first
     # devices only and make XLA gather the batch across them.
     micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
-    grad_fn = jax.value_and_grad(self._loss_sum, has_aux=True)
+    # Differentiated with respect to the trained parameters only: the frozen ones are constants
+    # of the loss, so XLA computes no weight gradient for them and no backward pass at all
+    # through a frozen tower that no trained parameter feeds (a frozen ViT under a trained adapter).
+    trained, frozen = partition(self.cfg, state["params"])
+    grad_fn = jax.value_and_grad(lambda t, mb, k: self._loss_sum({**frozen, **t}, mb, k), has_aux=True)
 
     def accumulate(carry, xs):
       mb, i = xs
-      (loss_sum, stats), grads = grad_fn(state["params"], mb, jax.random.fold_in(key, i))
+      (loss_sum, stats), grads = grad_fn(trained, mb, jax.random.fold_in(key, i))
       carry = jax.tree.map(jnp.add, carry, (loss_sum, grads))
       return carry, stats
 
     if k == 1:
       # No scan for a single micro-batch: its zero-initialised gradient carry and loop cost 3% of
       # a bench-small step on the CPU (8.52 s -> 8.26 s; benchmarks/RESULTS.md).
-      (loss_sum, stats), grads = grad_fn(state["params"], batch, jax.random.fold_in(key, 0))
+      (loss_sum, stats), grads = grad_fn(trained, batch, jax.random.fold_in(key, 0))
     else:
-      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state["params"]))
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, trained))
       (loss_sum, grads), stats = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(k)))
       stats = jax.tree.map(lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:]), stats)  # batch order
     num_tokens = jnp.maximum(stats["weights"].sum(), 1.0)
     normalizer = jnp.maximum(stats["loss_weights"].sum(), 1.0)  # target tokens, or examples
     grads = jax.tree.map(lambda g: g / normalizer, grads)
-    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], trained)
+    params = {**frozen, **optax.apply_updates(trained, updates)}
 
     # Per-example fields are [B] for one example per row, [B, examples_per_row] for packed rows.
     task = batch["task_id"]
@@ -134,7 +155,7 @@ class Trainer:
     metrics = {
         "loss": loss_sum / normalizer,
         "token_accuracy": stats["correct"].sum() / num_tokens,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.global_norm(grads),  # of the trained parameters
         # Of the parameters after this update: the state a checkpoint of this step would hold.
         "param_rms": optax.global_norm(params) / jnp.sqrt(float(self.num_params)),
         "learning_rate": self.schedule(state["step"]),

@@ -33,6 +33,11 @@ BOOKKEEPING = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                "data.data_dir", "data.num_workers", "data.build_synthetic", "init_from", "topology")
 
 
+# Keys that shape the saved optimizer state, which a resume restores as it was: a change is
+# refused even when allowed. Frozen parameters have no optimizer state (trainer.optimizer).
+STATE_SHAPING = ("optimizer.freeze",)
+
+
 class ConfigChangedError(ValueError):
   pass
 
@@ -59,6 +64,12 @@ def check_config_unchanged(workdir: str, cfg: ml_collections.ConfigDict, step: i
   allowed = BOOKKEEPING + tuple(p.strip() for p in cfg.train.allow_config_changes.split(",") if p.strip())
   changed = sorted(k for k in set(saved) | set(new)
                    if saved.get(k) != new.get(k) and not any(fnmatch.fnmatchcase(k, p) for p in allowed))
+  fixed = [k for k in STATE_SHAPING if saved.get(k) != new.get(k)]
+  if fixed:
+    raise ConfigChangedError(
+        f"{fixed[0]} is {new.get(fixed[0])!r}, but checkpoint step {step} in {workdir} was trained "
+        f"with {saved.get(fixed[0])!r}, and its optimizer state holds the parameters that trained "
+        f"then; to continue from its parameters, start a fresh --workdir with --config.init_from={workdir}")
   if changed:
     lines = [f"the config differs from {os.path.join(workdir, CONFIG)}, which checkpoint step {step} "
              "was trained with:"]

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from medpalm_m.trainer.optimizer import make_optimizer
+from medpalm_m.trainer.optimizer import make_optimizer, partition
 
 
 def _cfg(name="adafactor", **optimizer):
@@ -57,4 +57,33 @@ def test_zero_multiplier_leaves_the_parameter_unchanged():
 def test_bad_lr_multipliers_are_refused_naming_the_key(multipliers, message):
   with pytest.raises(ValueError, match="config.optimizer.lr_multipliers") as error:
     make_optimizer(_cfg(lr_multipliers=multipliers), _params())
+  assert message in str(error.value)
+
+
+def test_freeze_composes_with_lr_multipliers_and_leaves_frozen_parameters_out():
+  """The tiny default's ViT multiplier stays valid when part of the ViT is frozen: it scales the
+  trained ViT parameters, and the frozen ones have no optimizer state at all."""
+  params = _params()
+  cfg = _cfg(freeze="^vit/blocks/", lr_multipliers={"^vit/": 0.25})
+  trained, frozen = partition(cfg, params)
+  assert sorted(frozen) == ["vit/blocks/0/qkv"]
+  assert sorted(trained) == ["decoder/embedding", "vit/patch_embed"]
+  tx, _ = make_optimizer(cfg, params)
+  state = tx.init(trained)
+  names = {getattr(k, "key", None) for path, _ in jax.tree_util.tree_leaves_with_path(state) for k in path}
+  assert "vit/blocks/0/qkv" not in names and {"decoder/embedding", "vit/patch_embed"} <= names
+  grads = jax.tree.map(lambda p: jnp.sin(p) + 0.1, trained)
+  updates, _ = tx.update(grads, state, trained)
+  plain = _first_update(_cfg(), params)
+  np.testing.assert_allclose(updates["vit/patch_embed"], 0.25 * plain["vit/patch_embed"], rtol=1e-6)
+  np.testing.assert_array_equal(updates["decoder/embedding"], plain["decoder/embedding"])
+
+
+@pytest.mark.parametrize("freeze, message", [
+    ("^projector", "matches no parameter"),
+    ("^(vit|decoder)/", "matches every parameter"),
+])
+def test_a_freeze_regex_that_freezes_nothing_or_everything_is_refused(freeze, message):
+  with pytest.raises(ValueError, match="config.optimizer.freeze") as error:
+    make_optimizer(_cfg(freeze=freeze), _params())
   assert message in str(error.value)

@@ -79,14 +79,14 @@ print("OPT", [str(x.sharding.spec) for x in mu])
   np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-5)
 
 
-@pytest.mark.slow
-def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir):
-  straight = run_train(tmp_path / "straight", synthetic_data_dir, "--config.train.num_steps=8",
-                       "--config.train.checkpoint_every=4")
+def kill_9_and_resume(tmp_path, data_dir, *overrides) -> tuple[dict[int, float], str]:
+  """8 steps straight, and the same 8 steps killed (SIGKILL) after checkpoint 4 and resumed by
+  rerunning the command: (the straight run's losses, the resumed workdir)."""
+  steps = ("--config.train.num_steps=8", "--config.train.checkpoint_every=4", *overrides)
+  straight = run_train(tmp_path / "straight", data_dir, *steps)
   assert straight.returncode == 0, straight.stderr[-3000:]
   workdir = tmp_path / "killed"
-  proc = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                   "--config.train.checkpoint_every=4", wait=False)
+  proc = run_train(workdir, data_dir, *steps, wait=False)
   checkpoint = workdir / "checkpoints" / "4"
   deadline = time.time() + 300
   while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
@@ -96,16 +96,35 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synth
     assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in f.read().split(b"\0")
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                      "--config.train.checkpoint_every=4")
+  resumed = run_train(workdir, data_dir, *steps)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resumed from" in resumed.stderr
-  a, b = losses(tmp_path / "straight"), losses(workdir)
-  assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]
+  return losses(tmp_path / "straight"), workdir
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir):
+  straight, workdir = kill_9_and_resume(tmp_path, synthetic_data_dir)
+  resumed = losses(workdir)
+  assert [straight[s] for s in range(5, 9)] == [resumed[s] for s in range(5, 9)]
   # The steps logged between checkpoint 4 and the kill are logged again, and appear once.
   assert logged_steps(workdir) == list(range(1, 9))
   history = [json.loads(line) for line in open(workdir / "config_history.jsonl")]
   assert [h["step"] for h in history] == [0, 4]
+
+
+@pytest.mark.slow
+def test_lora_training_resumes_exactly_after_kill_9(tmp_path, synthetic_data_dir):
+  """Adapters on the decoder and the ViT (tiny's 0.3x ViT rate applying to the ViT's), every
+  base weight frozen: the resumed run repeats the uninterrupted losses."""
+  from medpalm_m.model.lora import BASE_WEIGHTS, is_adapter
+  straight, workdir = kill_9_and_resume(
+      tmp_path, synthetic_data_dir, "--config.model.lora.rank=4", "--config.model.lora.vit=True",
+      f"--config.optimizer.freeze={BASE_WEIGHTS}")
+  resumed = losses(workdir)
+  assert [straight[s] for s in range(5, 9)] == [resumed[s] for s in range(5, 9)]
+  saved = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), read_only=True).meta(8)["params"]
+  assert sum(map(is_adapter, saved)) == 2 * (2 * 7 + 4)  # A and B: 2 decoder layers x 7, 1 ViT x 4
 
 
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_0(tmp_path, synthetic_data_dir):
