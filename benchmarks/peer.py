@@ -112,14 +112,14 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 10) -> float:
 
 # The two implementations at one size ---------------------------------------------------------
 
-def our_config(size: str) -> ModelConfig:
+def our_config(size: str, attention_impl: str = "xla") -> ModelConfig:
   (vw, vd, vh, vm), (w, d, h, kv, hd, m, vocab) = SIZES[size]
   return ModelConfig.from_dict(dict(
       vit=dict(image_size=IMAGE_SIZE, patch_size=PATCH, width=vw, depth=vd, num_heads=vh, mlp_dim=vm),
       decoder=dict(vocab_size=vocab, width=w, depth=d, num_heads=h, num_kv_heads=kv, head_dim=hd,
                    mlp_dim=m, block="sequential", norm="rmsnorm", mlp_activation="geglu",
                    scale_embeddings=True),
-      image_token_id=IMAGE_ID, attention="prefix_lm", dtype="float32"))
+      image_token_id=IMAGE_ID, attention="prefix_lm", dtype="float32", attention_impl=attention_impl))
 
 
 def peer_model(size: str):
@@ -267,34 +267,38 @@ def fmt_times(times: list[float]) -> str:
   return ", ".join(f"{t:.3f}" for t in times)
 
 
-def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float) -> None:
-  print(f"\n## Training step, batch {batch_size} x {NUM_PATCHES + PROMPT_TEXT + TARGET} tokens, AdamW, fp32\n")
+def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
+                 attention_impl: str) -> None:
+  print(f"\n## Training step, batch {batch_size} x {NUM_PATCHES + PROMPT_TEXT + TARGET} tokens, AdamW, fp32, "
+        f"medpalm_m attention_impl={attention_impl}\n")
   print("| size | params | model GFLOP/step | medpalm_m s/step (median) | peer s/step (median) | "
         "speed-up | medpalm_m % of peak | peer % of peak | runs (ours; peer) |")
   print("|---|---|---|---|---|---|---|---|---|")
   for size in sizes:
-    cfg = our_config(size)
+    cfg = our_config(size, attention_impl)
     batch = sequences(batch_size)
     step_flops = flops.training_flops_per_step(cfg, batch_size, batch["tokens"].shape[1], 1)
-    ours, peer = alternate(our_train_step(size, batch), peer_train_step(size, batch), repeats)
+    ours, peer = alternate(our_train_step(size, batch, cfg), peer_train_step(size, batch), repeats)
     mo, mp = statistics.median(ours), statistics.median(peer)
     print(f"| {size} | {cfg.num_params()['total'] / 1e6:.1f}M | {step_flops / 1e9:.0f} | {mo:.3f} | {mp:.3f} | "
           f"{mp / mo:.2f}x | {100 * step_flops / mo / 1e9 / peak:.0f}% | "
           f"{100 * step_flops / mp / 1e9 / peak:.0f}% | {fmt_times(ours)}; {fmt_times(peer)} |", flush=True)
 
 
-def decode_report(sizes: list[str], batch_sizes: list[int], repeats: int, bandwidth: float) -> None:
-  print(f"\n## Greedy decoding, {TARGET} new tokens after 1 image + {PROMPT_TEXT} text tokens, fp32\n")
+def decode_report(sizes: list[str], batch_sizes: list[int], repeats: int, bandwidth: float,
+                  attention_impl: str) -> None:
+  print(f"\n## Greedy decoding, {TARGET} new tokens after 1 image + {PROMPT_TEXT} text tokens, fp32, "
+        f"medpalm_m attention_impl={attention_impl}\n")
   print("| size | batch | medpalm_m tokens/s (median) | peer tokens/s (median) | speed-up | "
         "medpalm_m % of bandwidth roofline | runs s (ours; peer) |")
   print("|---|---|---|---|---|---|---|")
   for size in sizes:
-    cfg = our_config(size)
+    cfg = our_config(size, attention_impl)
     dec = cfg.decoder
     weight_bytes = 4 * dec.num_params()
     for b in batch_sizes:
       batch = sequences(b)
-      ours, peer = alternate(our_decoder(size, batch), peer_decoder(size, batch), repeats)
+      ours, peer = alternate(our_decoder(size, batch, cfg), peer_decoder(size, batch), repeats)
       mo, mp = statistics.median(ours), statistics.median(peer)
       # The roofline counts only the decode steps' unavoidable reads: all decoder weights once per
       # step, plus the KV cache each step attends over (MQA: 2 x kv heads x head dim per token).
@@ -313,6 +317,8 @@ def main() -> None:
   parser.add_argument("--batch_size", type=int, default=8, help="training batch (the issue's: 8)")
   parser.add_argument("--batch_sizes", default="1,16", help="decoding batches")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--attention_impl", default="xla",
+                      help="medpalm_m's config.model.attention_impl (xla, blocked)")
   args = parser.parse_args()
   import torch
   torch.set_num_threads(os.cpu_count())
@@ -328,9 +334,10 @@ def main() -> None:
         f"memory read bandwidth (1 GiB sum, best of 10): {bandwidth:.1f} GB/s")
   peak = max(peak_jax, peak_torch)
   if args.what in ("train", "all"):
-    train_report(sizes, args.batch_size, args.repeats, peak)
+    train_report(sizes, args.batch_size, args.repeats, peak, args.attention_impl)
   if args.what in ("decode", "all"):
-    decode_report(sizes, [int(b) for b in args.batch_sizes.split(",")], args.repeats, bandwidth)
+    decode_report(sizes, [int(b) for b in args.batch_sizes.split(",")], args.repeats, bandwidth,
+                  args.attention_impl)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import typing
 import ml_collections
 
 from medpalm_m.model.decoder import DecoderConfig
+from medpalm_m.model.lora import LoRAConfig
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.vit import ViTConfig
 
@@ -132,9 +133,10 @@ def eval_suite(tasks, *, max_decode_tokens: int, split: str = "test", every: int
 
 def model_schema() -> ml_collections.ConfigDict:
   """ModelConfig's fields with their defaults; fields without one are typed placeholders."""
-  schema = _fields(ModelConfig, skip=("vit", "decoder"))
+  schema = _fields(ModelConfig, skip=("vit", "decoder", "lora"))
   schema.vit = _fields(ViTConfig)
   schema.decoder = _fields(DecoderConfig)
+  schema.lora = _fields(LoRAConfig)  # rank 0: off; configs/medgemma_lora.py turns it on
   return schema
 
 

@@ -44,7 +44,13 @@ _INPUT_PIPELINE = ("image_resize", "image_resample", "prompt_layout", "chat_temp
 def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
   c = base.get_config()
   paper.training(c, batch_size=128, learning_rate=5e-5)
-  image_tokens = 256
+  c.data.update(
+      data_dir="~/tensorflow_datasets/medpalm_m",
+      # Task -> folder of its manual download; empty: already prepared under data_dir.
+      manual_dirs={task: "" for task in (*multimedbench.MIXTURE, "pubmedqa")},
+      max_prompt_tokens=256 + _TEXT_TOKENS,
+      num_workers=8,
+  )
   if imported_workdir:
     imported_workdir = os.path.abspath(os.path.expanduser(imported_workdir))
     path = os.path.join(imported_workdir, "config.json")
@@ -54,27 +60,27 @@ def get_config(imported_workdir: str = "") -> ml_collections.ConfigDict:
     with open(path) as f:
       imported = json.load(f)
     c.init_from = imported_workdir
-    c.model = imported["model"]  # the checkpoint's architecture, whole
-    c.model.dtype = "bfloat16"  # compute; parameters and optimizer state stay float32
-    c.model.decoder.update(dropout=0.1, remat="full")
-    c.model.vit.remat = "full"
-    # .get: a workdir imported before image_pool_tokens existed does not name it.
-    image_tokens = imported["model"].get("image_pool_tokens") or (
-        imported["model"]["vit"]["image_size"] // imported["model"]["vit"]["patch_size"]) ** 2
+    use_model(c, imported["model"])  # the checkpoint's architecture, whole
     c.data.tokenizer = imported["data"]["tokenizer"]  # the imported checkpoint's, with <img> at id 4
     # The checkpoint's own image preprocessing, prompt layout and chat format (a workdir imported
     # before these keys existed has none, and keeps the base's).
     for key in _INPUT_PIPELINE:
       if key in imported["data"]:
         c.data[key] = imported["data"][key]
-  c.data.update(
-      data_dir="~/tensorflow_datasets/medpalm_m",
-      # Task -> folder of its manual download; empty: already prepared under data_dir.
-      manual_dirs={task: "" for task in (*multimedbench.MIXTURE, "pubmedqa")},
-      max_prompt_tokens=image_tokens + _TEXT_TOKENS,
-      num_workers=8,
-  )
   c.mesh = dict(data=1, fsdp=-1, tensor=1)
   c.train.update(log_every=50, checkpoint_every=1000, keep_checkpoints=3)
   c.eval.update(batch_size=32, max_decode_tokens=256)
   return c
+
+
+def use_model(c: ml_collections.ConfigDict, model: dict) -> None:
+  """An imported checkpoint's config.model, set up for fine-tuning: bfloat16 compute (parameters
+  and optimizer state stay float32), the paper's dropout, full remat; the prompt budget is its
+  image tokens plus the paper's 454 text tokens."""
+  c.model = model
+  c.model.dtype = "bfloat16"
+  c.model.decoder.update(dropout=0.1, remat="full")
+  c.model.vit.remat = "full"
+  # .get: a workdir imported before image_pool_tokens existed does not name it.
+  image_tokens = model.get("image_pool_tokens") or (model["vit"]["image_size"] // model["vit"]["patch_size"]) ** 2
+  c.data.max_prompt_tokens = image_tokens + _TEXT_TOKENS

@@ -30,6 +30,7 @@ from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
 from medpalm_m import runtime, sharding, topology as topology_lib
 from medpalm_m.data import pipeline
+from medpalm_m.model.lora import BASE_WEIGHTS, LoRAConfig
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.trainer.optimizer import make_optimizer, partition
@@ -50,10 +51,15 @@ def abstract_params(model_cfg: ModelConfig) -> tuple[dict[str, jax.ShapeDtypeStr
   whole trace), so a model with at most two layers per stack is traced and its second layer
   repeated. The layers of a stack have the same parameters; that is checked here, and
   tests/test_planning.py checks the result against `ModelTemplate.abstract` of a full model.
+  LoRA targets that name layers ('blocks/(0|1)/') make the layers differ: the whole model is
+  traced then.
   """
   d, v = model_cfg.decoder, model_cfg.vit
   shallow = dataclasses.replace(model_cfg, decoder=dataclasses.replace(d, depth=min(d.depth, 2)),
                                 vit=dataclasses.replace(v, depth=min(v.depth, 2)))
+  if model_cfg.lora.rank and not _adapted_alike_in_every_layer(model_cfg, shallow):
+    template, params = ModelTemplate.abstract(model_cfg)
+    return dict(params), dict(template.logical_axes)
   template, params = ModelTemplate.abstract(shallow)
   shapes: dict[str, jax.ShapeDtypeStruct] = {}
   axes: dict[str, Any] = {}
@@ -77,6 +83,20 @@ def abstract_params(model_cfg: ModelConfig) -> tuple[dict[str, jax.ShapeDtypeStr
       for rest, (value, logical) in (first if i == 0 else last).items():
         shapes[f"{stack}/blocks/{i}/{rest}"], axes[f"{stack}/blocks/{i}/{rest}"] = value, logical
   return shapes, axes
+
+
+def _adapted_alike_in_every_layer(model_cfg: ModelConfig, shallow: ModelConfig) -> bool:
+  """Whether config.model.lora.targets gives every layer of a stack adapters on the same kernels,
+  judged on the parameter names of a shallow model without adapters."""
+  _, params = ModelTemplate.abstract(dataclasses.replace(shallow, lora=LoRAConfig()))
+  depths = {"decoder": model_cfg.decoder.depth, "vit": model_cfg.vit.depth}
+  for name in params:
+    block = _BLOCK.match(name)
+    if block is not None:
+      stack, _, rest = block.groups()
+      if len({model_cfg.lora.adapts(f"{stack}/blocks/{i}/{rest}") for i in range(depths[stack])}) > 1:
+        return False
+  return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,7 +435,7 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
   lines = [
       f"{config_name}: {_count(plans[0].num_params)} parameters (decoder {_count(counts['decoder'])}, "
       f"ViT {_count(counts['vit'])}, {model_cfg.adapter} adapter {_count(counts['projector'])})"
-      + (f"; {_count(plans[0].num_trained)} trained (config.optimizer.freeze={cfg.optimizer.freeze!r})"
+      + (f"; {_count(plans[0].num_trained)} trained ({_trained_by(cfg, model_cfg)})"
          if plans[0].num_trained < plans[0].num_params else ""),
       f"batch {cfg.train.batch_size} = {k} x {cfg.train.batch_size // k} (accumulation x "
       f"micro-batch) of {runtime.sequence_spec(cfg).length} tokens with {pipeline.images_per_row(cfg.data)} "
@@ -452,6 +472,14 @@ def format_plans(cfg, plans: list[Plan], config_name: str = "config") -> str:
               for row in table]
     lines += [f"{topo.name}: {e.problem}" for topo, e in evals if e.problem]
   return "\n".join(lines)
+
+
+def _trained_by(cfg, model_cfg: ModelConfig) -> str:
+  """What chooses the trained parameters, in words: a LoRA run's adapters or the freeze regex."""
+  if model_cfg.lora.rank and cfg.optimizer.freeze == BASE_WEIGHTS:
+    return (f"LoRA adapters of rank {model_cfg.lora.rank} only, targets {model_cfg.lora.targets!r}"
+            f"{' with the ViT' if model_cfg.lora.vit else ' in the decoder'}")
+  return f"config.optimizer.freeze={cfg.optimizer.freeze!r}"
 
 
 def compare_with_xla(cfg, trainer) -> str:

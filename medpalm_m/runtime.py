@@ -29,6 +29,7 @@ from medpalm_m import repository
 from medpalm_m import sharding
 from medpalm_m.data import preprocess
 from medpalm_m.data import tokenizer as tok
+from medpalm_m.model.lora import is_adapter
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 
@@ -280,10 +281,16 @@ class Runtime:
             "mesh": {axis: int(size) for axis, size in self.mesh.shape.items()}}
 
   def restore_params(self, workdir: str, step: int | None = None, *,
-                     left_out: Collection[str] = ()) -> tuple[dict[str, jax.Array], int]:
+                     left_out: Collection[str] = (),
+                     adapters_may_be_missing: bool = False) -> tuple[dict[str, jax.Array], int]:
     """The parameters of `workdir`'s checkpoint `step` (default: the latest), each read into its
     shard; no optimizer state is read. Refuses a checkpoint of another model, naming tensors.
-    `left_out`: parameters neither read nor required (the caller initialises them)."""
+
+    `left_out`: parameters neither read nor required (the caller initialises them: a new adapter
+    grafted on, config.init_from_fresh). `adapters_may_be_missing`: a checkpoint without this
+    config's LoRA adapters (model.lora), such as an imported one, gives every other parameter;
+    the caller initialises the adapters.
+    """
     workdir = os.path.abspath(os.path.expanduser(workdir))
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
@@ -292,6 +299,9 @@ class Runtime:
         raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}; train first "
                                 f"(python -m medpalm_m.train --workdir={workdir} ...)")
       wanted = {k: v for k, v in self.abstract_params.items() if k not in left_out}
+      if adapters_may_be_missing:
+        saved = checkpointer.meta(step)["params"]
+        wanted = {k: v for k, v in wanted.items() if k in saved or not is_adapter(k)}
       return checkpointer.restore_params(step, wanted, left_out=left_out), int(step)
     finally:
       checkpointer.close()

@@ -30,6 +30,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("cache_length", None),  # KV-cache slots (evaluation)
     ("patch", None),
     ("patches", None),
+    ("lora_rank", None),  # LoRA adapters (model.lora): A and B shard like their kernel, rank whole
 )
 
 

@@ -46,11 +46,12 @@ def test_every_key_of_every_config_is_declared_by_the_base(name):
   assert not undeclared, f"configs/{name}.py sets keys configs/base.py does not declare: {undeclared}"
 
 
-def test_an_imported_workdir_config_is_declared_too(tmp_path):
-  """paligemma_multimedbench.py:WORKDIR takes the model an import wrote, whole."""
+@pytest.mark.parametrize("name", ["paligemma_multimedbench", "medgemma_lora"])
+def test_an_imported_workdir_config_is_declared_too(name, tmp_path):
+  """paligemma_multimedbench.py:WORKDIR (and medgemma_lora.py:WORKDIR) takes the model an import
+  wrote, whole."""
   import json
 
-  from configs import paligemma_multimedbench
   imported = base.get_config()
   imported.model.update(vit=dict(image_size=224, patch_size=14, width=32, depth=1, num_heads=2,
                                  mlp_dim=64),
@@ -58,7 +59,7 @@ def test_an_imported_workdir_config_is_declared_too(tmp_path):
                                      head_dim=16, mlp_dim=64), image_token_id=4)
   imported.data.tokenizer = str(tmp_path / "tokenizer.model")
   (tmp_path / "config.json").write_text(imported.to_json_best_effort())
-  cfg = paligemma_multimedbench.get_config(str(tmp_path))
+  cfg = importlib.import_module(f"configs.{name}").get_config(str(tmp_path))
   assert cfg.init_from == str(tmp_path) and cfg.model.decoder.vocab_size == 300
   assert cfg.data.max_prompt_tokens == 256 + 454
   assert not sorted(keys(cfg) - BASE_KEYS)

@@ -40,10 +40,14 @@ def test_a_bad_topology_is_refused_saying_why(name, message):
     topology.parse(name)
 
 
-def test_abstract_params_equal_the_full_template():
-  """The planner traces two layers per stack and repeats them; the result is the full model's."""
+@pytest.mark.parametrize("lora", [dict(), dict(rank=4, targets="attn/(query|out)$|mlp_in", vit=True),
+                                  dict(rank=4, targets=r"blocks/[13]/mlp/")])  # names layers
+def test_abstract_params_equal_the_full_template(lora):
+  """The planner traces two layers per stack and repeats them; the result is the full model's,
+  with LoRA adapters that every layer has or that only some layers have."""
   cfg = small_config.get_config()
   cfg.model.decoder.depth, cfg.model.vit.depth = 5, 3
+  cfg.model.lora.update(lora)
   model_cfg = ModelConfig.from_dict(cfg.model)
   shapes, axes = plan.abstract_params(model_cfg)
   template, full = ModelTemplate.abstract(model_cfg)
@@ -55,6 +59,7 @@ STATE_AND_XLA = """
 import json, sys
 import jax
 from medpalm_m import planning as plan, topology
+from medpalm_m.model.lora import BASE_WEIGHTS
 from medpalm_m.trainer import Trainer
 from tests import small_config
 
@@ -66,15 +71,18 @@ def bytes_per_device(tree):
   return sorted(set(totals.values()))
 
 out = {}
-for mesh, freeze in ((dict(data=2, fsdp=4, tensor=1), ""), (dict(data=2, fsdp=2, tensor=2), ""),
-                     (dict(data=2, fsdp=4, tensor=1), "^vit/")):
+for mesh, freeze, lora_rank in ((dict(data=2, fsdp=4, tensor=1), "", 0),
+                                (dict(data=2, fsdp=2, tensor=2), "", 0),
+                                (dict(data=2, fsdp=4, tensor=1), "^vit/", 0),
+                                (dict(data=2, fsdp=2, tensor=2), BASE_WEIGHTS, 4)):
   cfg = small_config.get_config()
   cfg.mesh = mesh
   cfg.optimizer.freeze = freeze
+  cfg.model.lora.update(rank=lora_rank, vit=True)
   trainer = Trainer(cfg, num_tasks=3)
   state = trainer.init_state()
   p = plan.make_plan(cfg, topology.Topology("cpu", "cpu", jax.device_count(), 1, 2**40))
-  key = ",".join(map(str, mesh.values())) + freeze
+  key = ",".join(map(str, mesh.values())) + ("lora" if lora_rank else freeze)
   out[key] = {"real": [bytes_per_device(state["params"]), bytes_per_device(state["opt_state"])],
               "plan": [p.params, p.opt_state]}
   if mesh["tensor"] == 1:
@@ -98,6 +106,8 @@ def test_state_bytes_match_real_shards_and_the_estimate_matches_xla():
     ratio = out[key]["estimate"] / out[key]["xla_temp"]
     assert 1 / XLA_FACTOR <= ratio <= XLA_FACTOR, out
   assert out["2,4,1^vit/"]["plan"][1] < out["2,4,1"]["plan"][1]  # no ViT optimizer state
+  # LoRA adapters (sharded like their kernels, over fsdp and tensor): optimizer state for them alone.
+  assert out["2,2,2lora"]["plan"][1] < out["2,2,2"]["plan"][1] / 5
 
 
 def test_the_plan_counts_only_the_trained_parameters():
@@ -117,6 +127,36 @@ def test_the_plan_counts_only_the_trained_parameters():
   assert abs(shares - frozen.num_trained / full.num_params) < 0.01, shares
   table = plan.format_plans(cfg, [frozen])
   assert f"trained (config.optimizer.freeze='^vit/')" in table.splitlines()[0]
+
+
+def test_medgemma_lora_fits_one_h100_training_only_its_adapters():
+  """configs/medgemma_lora.py (MedGemma 4B's shape without an import): LoRA rank 16 on the 7
+  projections of 34 decoder layers is all that trains, with AdamW state and gradients for it
+  alone; full fine-tuning of the same model does not fit the GPU."""
+  from configs import medgemma_lora
+  cfg = medgemma_lora.get_config()
+  assert cfg.topology == "1xH100"
+  run = subprocess.run([sys.executable, "-m", "medpalm_m.plan", "--config=configs/medgemma_lora.py"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+  print(run.stdout)
+  lines = run.stdout.splitlines()
+  assert "29.80M trained (LoRA adapters of rank 16 only, targets '.' in the decoder)" in lines[0]
+  assert [line.split()[-1] for line in lines if line.startswith("1xH100")] == ["yes", "yes"]
+
+  p = plan.make_plan(cfg, topology.parse(cfg.topology))
+  d, r = ModelConfig.from_dict(cfg.model).decoder, 16
+  q_out, kv = d.num_heads * d.head_dim, d.num_kv_heads * d.head_dim
+  adapters = d.depth * r * (2 * (d.width + q_out) + 2 * (d.width + kv) + 3 * (d.width + d.mlp_dim))
+  assert adapters == 29_802_496
+  assert p.num_trained == adapters
+  assert p.num_params == ModelConfig.from_dict(cfg.model).num_params()["total"] + adapters
+  assert 0 <= p.opt_state - 2 * 4 * adapters < 2**10  # AdamW's two float32 moments, and counts
+  assert p.gradients == 3 * 4 * adapters  # gradient, update, accumulator
+  assert p.fits and p.evaluation.fits and not p.problem
+  cfg.model.lora.rank, cfg.optimizer.freeze = 0, ""
+  assert not plan.make_plan(cfg, topology.parse(cfg.topology)).fits
 
 
 @pytest.mark.parametrize("size, topo, mesh, rows, parts", [

@@ -26,6 +26,23 @@ IMAGE_RESAMPLE = "bilinear"
 PROMPT_LAYOUT = dict(bos_after_images=False, image_open="\n\n<start_of_image>",
                      image_close="<end_of_image>\n\n", prompt_end="")
 
+# Gemma 3 4B's config.json (MedGemma 4B's architecture too) in the keys transformers 4 wrote to the
+# Hub: RoPE and the layer pattern as rope_theta, rope_local_base_freq, rope_scaling and
+# sliding_window_pattern. What configs plan with before a checkpoint is imported.
+HUB_4B_TEXT = dict(
+    model_type="gemma3_text", hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
+    num_attention_heads=8, num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
+    rms_norm_eps=1e-6, sliding_window=1024, sliding_window_pattern=6, rope_theta=1_000_000.0,
+    rope_local_base_freq=10_000.0, rope_scaling={"factor": 8.0, "rope_type": "linear"},
+    final_logit_softcapping=None, attn_logit_softcapping=None, vocab_size=262_208,
+    hidden_activation="gelu_pytorch_tanh")
+HUB_4B_VISION = dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304,
+                     num_attention_heads=16, num_hidden_layers=27, image_size=896, patch_size=14,
+                     vision_use_head=False)
+HUB_4B = dict(model_type=MODEL_TYPE, text_config=HUB_4B_TEXT, vision_config=HUB_4B_VISION,
+              mm_tokens_per_image=256, image_token_index=262_144, boi_token_index=255_999,
+              eoi_token_index=256_000)
+
 
 def model_config(hf: Mapping[str, Any], image_token_id: int, where: str) -> dict[str, Any]:
   """Our config.model for a Gemma 3 config.json; `image_token_id` is our image placeholder."""

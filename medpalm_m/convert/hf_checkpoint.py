@@ -15,7 +15,9 @@ one, and that `train` starts from (config.init_from):
 
 Export writes a workdir's parameters (the import itself, or a run that started from it) back
 into that layout, every tensor in its original file, name and dtype, next to the copied files:
-exporting an unchanged import gives back the original bytes.
+exporting an unchanged import gives back the original bytes. A run with LoRA adapters
+(config.model.lora) is exported with each adapter merged into its kernel, W + (alpha / rank) A B,
+so the folder loads in transformers as the plain model.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from medpalm_m.convert.rules import (EMBEDDING, LM_HEAD, CheckpointMismatchError
                                      check_tensors)
 from medpalm_m.convert.tokenizer import convert_tokenizer
 from medpalm_m.data import tokenizer as tok
+from medpalm_m.model.lora import LoRAConfig, merge_adapters
 from medpalm_m.model.medpalm import ModelConfig
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.runtime import Runtime, load_config, write_config
@@ -170,9 +173,11 @@ def source_dir(workdir: str, cfg: ml_collections.ConfigDict, source: str | None 
 
 
 def _architecture(cfg: ModelConfig) -> ModelConfig:
-  """The config without what changes neither the weights nor the function (dtype, remat, dropout)."""
+  """The config without what changes neither the exported weights' shapes nor the function
+  (dtype, remat, dropout, and LoRA adapters, which the export merges into their kernels)."""
   return dataclasses.replace(
-      cfg, dtype="float32", vit=dataclasses.replace(cfg.vit, remat="none", dropout=0.0),
+      cfg, dtype="float32", lora=LoRAConfig(),
+      vit=dataclasses.replace(cfg.vit, remat="none", dropout=0.0),
       decoder=dataclasses.replace(cfg.decoder, remat="none", dropout=0.0))
 
 
@@ -199,7 +204,7 @@ def export_checkpoint(workdir: str, out_dir: str, *, step: int | None = None,
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
   _, abstract = ModelTemplate.abstract(model_cfg)
-  params = checkpointer.restore_params(step, abstract)
+  params = merge_adapters(checkpointer.restore_params(step, abstract), model_cfg.lora)
   checkpointer.close()
 
   layout = Layout(record["layout"])

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from medpalm_m.model import attention_impl
-from medpalm_m.model.layers import RMSNorm, einsum, param
+from medpalm_m.model.layers import Adaptable, RMSNorm, param
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float,
@@ -33,7 +33,9 @@ def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float,
   return rotated.astype(x.dtype)
 
 
-class Attention(nnx.Module):
+class Attention(Adaptable):
+
+  LORA_KERNELS = {"query": 1, "key": 1, "value": 1, "out": 2}
 
   def __init__(self, width: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                rope_max_wavelength: float, logit_softcap: float | None, rngs: nnx.Rngs,
@@ -80,9 +82,9 @@ class Attention(nnx.Module):
     Returns (output [B, T, D], updated cache or None).
     """
     dtype = x.dtype
-    q = einsum("btd,dnh->btnh", x, self.query.value.astype(dtype))
-    k = einsum("btd,dkh->btkh", x, self.key.value.astype(dtype))
-    v = einsum("btd,dkh->btkh", x, self.value.value.astype(dtype))
+    q = self.project("query", "btd,dnh->btnh", x)
+    k = self.project("key", "btd,dkh->btkh", x)
+    v = self.project("value", "btd,dkh->btkh", x)
     if self.query_norm is not None:
       q, k = self.query_norm(q), self.key_norm(k)
     q = apply_rope(q, positions, self.rope_max_wavelength, self.rope_scale_factor)
@@ -112,7 +114,7 @@ class Attention(nnx.Module):
     else:
       attended = attention_impl.attend(q, k, v, mask, impl=self.impl, interpret=self.interpret_kernels,
                                        **scores)
-    return einsum("btnh,nhd->btd", attended, self.out.value.astype(dtype)), cache
+    return self.project("out", "btnh,nhd->btd", attended), cache
 
 
 def local_mask(mask: jax.Array, positions: jax.Array, key_positions: jax.Array, window: int, *,

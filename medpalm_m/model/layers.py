@@ -1,10 +1,11 @@
-"""Small layers shared by the ViT and the decoder: parameters with logical axes, norms, MLPs."""
+"""Small layers shared by the ViT and the decoder: parameters with logical axes, norms, MLPs, and
+the low-rank adapters (LoRA) that their kernels may carry."""
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,14 +29,19 @@ def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.einsum(spec, a, b)
 
 
+def _einsum_operands(spec: str) -> tuple[str, str, str]:
+  inputs, out = spec.replace(" ", "").split("->")
+  first, second = inputs.split(",")
+  return first, second, out
+
+
 def _einsum_fwd(spec, a, b):
   return jnp.einsum(spec, a, b), (a, b)
 
 
 def _einsum_bwd(spec, residuals, grad):
   a, b = residuals
-  inputs, out = spec.replace(" ", "").split("->")
-  spec_a, spec_b = inputs.split(",")
+  spec_a, spec_b, out = _einsum_operands(spec)
   grad_a = jnp.einsum(f"{out},{spec_b}->{spec_a}", grad, b)
   # b's gradient in the order a plain dot produces it (a's free axes, then the output's), then
   # transposed: asked for "vd" straight away (the tied embedding), XLA:CPU transposes the
@@ -68,6 +74,55 @@ def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Axes, *, stddev: float | N
       stddev = 1.0 / math.sqrt(fan_in if fan_in is not None else shape[0])
     init = stddev * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape, dtype)
   return nnx.Param(init, out_sharding=tuple(axes), eager_sharding=False)
+
+
+class LoRA(nnx.Module):
+  """The low-rank update of one kernel W (Hu et al. 2021): a layer computes x W + s (x A) B with
+  s = alpha / rank. A [inputs..., rank] starts random, B [rank, outputs...] at zero, so that the
+  update is exactly zero until B trains. A and B keep W's logical axes on their W sides and
+  'lora_rank' (replicated by the rules) on the rank, so they shard like W.
+
+  The update is two thin einsums, never the full-size A B: nothing as large as W (or its
+  gradient) exists for an adapted kernel whose W is frozen. `model.lora.merge_adapters` folds s A B
+  into W for an export.
+  """
+
+  def __init__(self, kernel: nnx.Param, inputs: int, rank: int, alpha: float, *, rngs: nnx.Rngs):
+    """`inputs`: how many leading axes of `kernel` its einsum contracts with the layer's input."""
+    shape, axes = tuple(kernel.value.shape), tuple(kernel.get_metadata()["out_sharding"])
+    self.a = param(rngs, (*shape[:inputs], rank), (*axes[:inputs], "lora_rank"),
+                   fan_in=math.prod(shape[:inputs]))
+    self.b = param(rngs, (rank, *shape[inputs:]), ("lora_rank", *axes[inputs:]), value=0.0)
+    self.scale = alpha / rank
+
+  def __call__(self, spec: str, x: jax.Array) -> jax.Array:
+    """The update to `einsum(spec, x, W)`, for the same spec ("btd,dnh->btnh")."""
+    x_spec, kernel_spec, out_spec = _einsum_operands(spec)
+    rank = next(c for c in "rzyxwvuts" if c not in spec)
+    inputs = self.a.value.ndim - 1
+    kernel_in, kernel_out = kernel_spec[:inputs], kernel_spec[inputs:]
+    x_rest = "".join(c for c in x_spec if c not in kernel_in)
+    dtype = x.dtype
+    low = einsum(f"{x_spec},{kernel_in}{rank}->{x_rest}{rank}", x, self.a.value.astype(dtype))
+    low = low * jnp.asarray(self.scale, dtype)
+    return einsum(f"{x_rest}{rank},{rank}{kernel_out}->{out_spec}", low, self.b.value.astype(dtype))
+
+
+class Adaptable(nnx.Module):
+  """A module whose kernels may carry LoRA adapters. `LORA_KERNELS` names those kernels, each with
+  the number of its leading axes that are inputs; `model.lora.attach_adapters` gives the module a
+  `lora` dict {kernel name: LoRA} after construction when config.model.lora selects some of them,
+  and `project` adds their update wherever the module applies a kernel."""
+
+  LORA_KERNELS: ClassVar[dict[str, int]] = {}
+  lora = None  # an nnx.Dict of LoRA, set on the instance by model.lora.attach_adapters
+
+  def project(self, kernel_name: str, spec: str, x: jax.Array) -> jax.Array:
+    """`einsum(spec, x, kernel)` in x's dtype, plus the kernel's LoRA update if it has one."""
+    y = einsum(spec, x, getattr(self, kernel_name).value.astype(x.dtype))
+    if self.lora is not None and kernel_name in self.lora:
+      y = y + self.lora[kernel_name](spec, x)
+    return y
 
 
 class LayerNorm(nnx.Module):
@@ -120,8 +175,10 @@ def make_norm(kind: str, dim: int, rngs: nnx.Rngs, eps: float = 1e-6) -> LayerNo
   raise ValueError(f"model.decoder.norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
 
 
-class GatedMLP(nnx.Module):
+class GatedMLP(Adaptable):
   """SwiGLU (PaLM) or GeGLU (Gemma): act(x W_gate) * (x W_up) W_down, no biases."""
+
+  LORA_KERNELS = {"gate": 1, "up": 1, "down": 1}
 
   def __init__(self, width: int, mlp_dim: int, activation: str, *, rngs: nnx.Rngs):
     if activation not in ("swiglu", "geglu"):
@@ -132,8 +189,7 @@ class GatedMLP(nnx.Module):
     self.down = param(rngs, (mlp_dim, width), ("mlp", "embed"))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    dtype = x.dtype
-    gate = einsum("...d,df->...f", x, self.gate.value.astype(dtype))
-    up = einsum("...d,df->...f", x, self.up.value.astype(dtype))
+    gate = self.project("gate", "...d,df->...f", x)
+    up = self.project("up", "...d,df->...f", x)
     act = jax.nn.silu(gate) if self.activation == "swiglu" else jax.nn.gelu(gate, approximate=True)
-    return einsum("...f,fd->...d", act * up, self.down.value.astype(dtype))
+    return self.project("down", "...f,fd->...d", act * up)

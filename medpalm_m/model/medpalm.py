@@ -11,6 +11,9 @@ Gemma 3 (MedGemma) reaches this by fields: its image tokens are average-pooled t
 `image_pool_tokens`, RMS-normalised (`projector_norm`) and projected without a bias; the tokens of
 one image attend to each other both ways inside an otherwise causal sequence
 (attention='causal_bidirectional_images').
+
+`lora` (model.lora) puts low-rank adapters beside chosen kernels of the decoder and optionally
+the ViT (`medpalm_m.model.lora`); off by default.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from medpalm_m.model import attention_impl
 from medpalm_m.model.attention import attention_mask
 from medpalm_m.model.decoder import Decoder, DecoderConfig
 from medpalm_m.model.layers import RMSNorm, einsum, param
+from medpalm_m.model.lora import LoRAConfig, attach_adapters
 from medpalm_m.model.vit import ViT, ViTConfig
 
 
@@ -50,6 +54,7 @@ class ModelConfig:
   # 'xla' (the reference), 'blocked', 'cudnn' (GPU) or 'splash' (TPU) for the ViT and the decoder,
   # or one per backend, 'tpu:splash,gpu:cudnn,cpu:xla' (medpalm_m.model.attention_impl).
   attention_impl: str = "xla"
+  lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
@@ -61,6 +66,8 @@ class ModelConfig:
     _check_set(cls, d, "model")
     vit = _build(ViTConfig, d.pop("vit"), "model.vit")
     decoder = _build(DecoderConfig, d.pop("decoder"), "model.decoder")
+    if "lora" in d:  # a workdir written before LoRA existed has none: the dataclass default
+      d["lora"] = _build(LoRAConfig, d["lora"], "model.lora")
     cfg = cls(vit=vit, decoder=decoder, **d)
     if cfg.attention not in ("prefix_lm", "causal", "causal_bidirectional_images"):
       raise ValueError(f"model.attention must be 'prefix_lm', 'causal' or "
@@ -139,6 +146,7 @@ class MedPaLMM(nnx.Module):
       self.adapter = adapter_lib.MLPHead(cfg.decoder.width, rngs=rngs)
     else:
       self.adapter = None
+    attach_adapters(self, cfg.lora, rngs)  # last: the base weights draw the same values with or without
 
   @property
   def dtype(self):

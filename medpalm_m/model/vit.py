@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from medpalm_m.model import attention_impl
-from medpalm_m.model.layers import LayerNorm, einsum, param
+from medpalm_m.model.layers import Adaptable, LayerNorm, einsum, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +62,15 @@ class ViTConfig:
     return (3 * p * p * w + w) + self.num_patches * w + self.depth * block + norm
 
 
-class ViTBlock(nnx.Module):
+class ViTBlock(Adaptable):
   """Pre-norm block, GELU MLP.
 
   sequential (default): x + attn(LN1(x)), then + mlp(LN2(.)); parallel (ViT-22B):
   x + attn(LN(x)) + mlp(LN(x)), with no attention-output bias (the MLP's stands for the fused
   projection's). Optional query/key LayerNorms per head; QKV and LayerNorm biases by config.
   """
+
+  LORA_KERNELS = {"qkv": 1, "out": 2, "mlp_in": 1, "mlp_out": 1}
 
   def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
     w, heads = cfg.width, cfg.num_heads
@@ -97,7 +99,7 @@ class ViTBlock(nnx.Module):
 
   def attention(self, h: jax.Array) -> jax.Array:
     dtype = h.dtype
-    qkv = einsum("bnd,dchk->cbnhk", h, self.qkv.value.astype(dtype))
+    qkv = self.project("qkv", "bnd,dchk->cbnhk", h)
     if self.qkv_bias is not None:
       qkv = qkv + self.qkv_bias.value.astype(dtype)[:, None, None]
     q, k, v = qkv[0], qkv[1], qkv[2]
@@ -110,13 +112,13 @@ class ViTBlock(nnx.Module):
     else:
       attended = attention_impl.attend(q, k, v, None, impl=self.attention_impl, logit_scale=self.head_dim**-0.5,
                                        softcap=None, interpret=self.interpret_kernels)
-    out = einsum("bqhk,hkd->bqd", attended, self.out.value.astype(dtype))
+    out = self.project("out", "bqhk,hkd->bqd", attended)
     return out if self.out_bias is None else out + self.out_bias.value.astype(dtype)
 
   def mlp(self, h: jax.Array) -> jax.Array:
     dtype = h.dtype
-    h = jax.nn.gelu(einsum("bnd,df->bnf", h, self.mlp_in.value.astype(dtype)) + self.mlp_in_bias.value.astype(dtype))
-    return einsum("bnf,fd->bnd", h, self.mlp_out.value.astype(dtype)) + self.mlp_out_bias.value.astype(dtype)
+    h = jax.nn.gelu(self.project("mlp_in", "bnd,df->bnf", h) + self.mlp_in_bias.value.astype(dtype))
+    return self.project("mlp_out", "bnf,fd->bnd", h) + self.mlp_out_bias.value.astype(dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.parallel:

@@ -80,12 +80,14 @@ class Trainer:
 
   def init_state_from(self, workdir: str) -> dict[str, Any]:
     """Step 0 with the parameters of `workdir`'s latest checkpoint (an imported open model or
-    another run), each read straight into its shard, and a fresh optimizer state. The parameters
-    that config.init_from_fresh matches (a new adapter grafted on) are not read: they start from
-    this config's own seeded initialisation, as a run from scratch would."""
+    another run), each read straight into its shard, and a fresh optimizer state. Two kinds of
+    parameters start from their initial values (as `init_state` draws them) instead: those that
+    config.init_from_fresh matches, which are not read (a new adapter grafted onto trained
+    towers), and LoRA adapters (config.model.lora) that the checkpoint lacks, B at zero, so that
+    step 0 computes what the checkpoint's model computes."""
     fresh = fresh_parameters(self.cfg, self.runtime.abstract_params)
     try:
-      params, _ = self.runtime.restore_params(workdir, left_out=fresh)
+      params, _ = self.runtime.restore_params(workdir, left_out=fresh, adapters_may_be_missing=True)
     except FileNotFoundError as e:
       raise FileNotFoundError(f"config.init_from={workdir!r}: {e}; import a checkpoint with "
                               "`python -m medpalm_m.convert import`") from e
@@ -94,12 +96,18 @@ class Trainer:
           f"config.init_from={workdir!r}: {e}; parameters that it lacks or that should not come "
           "from it (a new adapter) can start fresh: --config.init_from_fresh=REGEX, e.g. "
           "'^(projector|adapter/)'") from e
-    if fresh:
-      init = jax.jit(lambda: {k: v for k, v in ModelTemplate.create(self.model_cfg, self.cfg.seed)[1].items()
-                              if k in fresh},
-                     out_shardings={k: self.param_shardings[k] for k in fresh})
-      params = {**params, **init()}
+    missing = sorted(set(self.runtime.abstract_params) - set(params))
+    if missing:
+      params = {**params, **self._initial_params(missing)}
     return self.state_around(params)
+
+  def _initial_params(self, names: list[str]) -> dict[str, jax.Array]:
+    """The initial values of these parameters, as `init_state` draws them; XLA drops the work
+    of every other parameter, so a few adapters cost no more than themselves."""
+    def initial():
+      _, params = ModelTemplate.create(self.model_cfg, self.cfg.seed)
+      return {k: params[k] for k in names}
+    return jax.jit(initial, out_shardings={k: self.param_shardings[k] for k in names})()
 
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0

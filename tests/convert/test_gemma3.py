@@ -3,6 +3,7 @@ logits and greedy generations with two images per example, pooled image tokens, 
 attention within each image, local and global layers, QK norms, and the Hub's full-size shapes."""
 
 import contextlib
+import copy
 
 import numpy as np
 import pytest
@@ -107,24 +108,8 @@ def test_greedy_generation_matches_transformers(checkpoints, imported_models):
   assert ours[0] != ours[1]
 
 
-# Gemma 3 4B's shape (MedGemma 4B's too) in the keys transformers 4 wrote to the Hub: RoPE and the
-# layer pattern as rope_theta, rope_local_base_freq, rope_scaling and sliding_window_pattern.
-GEMMA3_4B_TEXT = dict(
-    model_type="gemma3_text", hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
-    num_attention_heads=8, num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
-    rms_norm_eps=1e-6, sliding_window=1024, sliding_window_pattern=6, rope_theta=1_000_000.0,
-    rope_local_base_freq=10_000.0, rope_scaling={"factor": 8.0, "rope_type": "linear"},
-    final_logit_softcapping=None, attn_logit_softcapping=None, vocab_size=262_208,
-    hidden_activation="gelu_pytorch_tanh")
-GEMMA3_4B_VISION = dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304,
-                        num_attention_heads=16, num_hidden_layers=27, image_size=896, patch_size=14,
-                        vision_use_head=False)
-
-
 def test_a_full_size_transformers_4_config_reads_as_transformers_reads_it():
-  hf = dict(model_type="gemma3", text_config=GEMMA3_4B_TEXT, vision_config=GEMMA3_4B_VISION,
-            mm_tokens_per_image=256, image_token_index=262_144, boi_token_index=255_999,
-            eoi_token_index=256_000)
+  hf = copy.deepcopy(gemma3.HUB_4B)  # transformers may rewrite the dicts it is given
   cfg = ModelConfig.from_dict(gemma3.model_config(hf, tok.IMAGE_ID, "hub config"))
   their_config = transformers.Gemma3Config(**hf)
   text = their_config.text_config
@@ -151,4 +136,4 @@ def test_a_full_size_transformers_4_config_reads_as_transformers_reads_it():
 ])
 def test_unsupported_text_configs_are_refused_by_name(change, message):
   with pytest.raises(ValueError, match=message):
-    gemma.decoder_config({**GEMMA3_4B_TEXT, **change}, "gemma3_text", "config.json")
+    gemma.decoder_config({**gemma3.HUB_4B_TEXT, **change}, "gemma3_text", "config.json")

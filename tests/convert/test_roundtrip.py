@@ -16,8 +16,10 @@ import torch
 import transformers
 from PIL import Image
 
+from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m.convert import CheckpointMismatchError, export_checkpoint, import_checkpoint
 from medpalm_m.data import tokenizer as tok
+from medpalm_m.runtime import write_config
 from tests.convert import parity
 from tests.convert.conftest import FAMILIES, run_from_elsewhere, small_base_config
 
@@ -101,12 +103,33 @@ def test_command_line_round_trip_of_hub_style_bf16_shards_and_generate_answers(c
   assert [ours.sp.id_to_piece(i) for i in range(5)] == ["<pad>", "</s>", "<s>", "<unk>", "<img>"]
 
 
+def training_batch(tokens, images, mask_ar, mask_loss) -> dict[str, np.ndarray]:
+  """A trainer's batch of these examples, every one valid and complete, all of task 0."""
+  rows = len(tokens)
+  return {"tokens": tokens, "images": images, "input_mask": np.ones(tokens.shape, bool),
+          "mask_ar": mask_ar, "mask_loss": mask_loss, "task_id": np.zeros(rows, np.int32),
+          "prompt_truncated": np.zeros(rows, bool), "target_truncated": np.zeros(rows, bool),
+          "dropped": np.zeros(rows, bool)}
+
+
+def saved_and_exported(cfg, state, tmp_path) -> str:
+  """The train state saved as a run's checkpoint (tmp_path/run) and that run exported (the
+  source: its config.init_from); returns the exported folder."""
+  run = str(tmp_path / "run")
+  writer = ckpt_lib.Checkpointer(os.path.join(run, "checkpoints"), async_save=False)
+  writer.save(int(state["step"]), state, None, {"params": ckpt_lib.param_signature(state["params"])},
+              force=True)
+  writer.close()
+  write_config(cfg, run)
+  exported = str(tmp_path / "exported")
+  export_checkpoint(run, exported)
+  return exported
+
+
 @pytest.mark.slow
 def test_a_run_initialised_from_an_import_trains_and_exports_what_transformers_loads(checkpoints,
                                                                                       tmp_path):
   from configs import paligemma_multimedbench
-  from medpalm_m import checkpoint as ckpt_lib
-  from medpalm_m.runtime import write_config
   from medpalm_m.trainer import Trainer
   hf_model, _, imported, _ = checkpoints["paligemma"]
   cfg = paligemma_multimedbench.get_config(imported)  # the fine-tune config, init_from = imported
@@ -129,20 +152,11 @@ def test_a_run_initialised_from_an_import_trains_and_exports_what_transformers_l
   tokens = rng.integers(5, 298, (2, length)).astype(np.int32)
   tokens[:, 1:5] = tok.IMAGE_ID
   target = np.repeat((np.arange(length) >= 20)[None], 2, axis=0)
-  batch = {"tokens": tokens, "images": rng.integers(0, 256, (2, 1, 28, 28, 3)).astype(np.uint8),
-           "input_mask": np.ones((2, length), bool), "mask_ar": target.astype(np.int32),
-           "mask_loss": target, "task_id": np.zeros(2, np.int32), "prompt_truncated": np.zeros(2, bool),
-           "target_truncated": np.zeros(2, bool), "dropped": np.zeros(2, bool)}
+  batch = training_batch(tokens, rng.integers(0, 256, (2, 1, 28, 28, 3)).astype(np.uint8),
+                         target.astype(np.int32), target)
   state, metrics = trainer.train_step(state, trainer.global_batch(batch))
   assert np.isfinite(float(metrics["loss"]))
-  run = str(tmp_path / "run")
-  writer = ckpt_lib.Checkpointer(os.path.join(run, "checkpoints"), async_save=False)
-  writer.save(1, state, None, {"params": ckpt_lib.param_signature(state["params"])}, force=True)
-  writer.close()
-  write_config(cfg, run)
-
-  exported = str(tmp_path / "exported")
-  export_checkpoint(run, exported)  # the source: config.init_from
+  exported = saved_and_exported(cfg, state, tmp_path)
   tuned = transformers.PaliGemmaForConditionalGeneration.from_pretrained(
       exported, attn_implementation="eager").eval()
   changed = {name for name, p in tuned.named_parameters()

@@ -79,6 +79,29 @@ print("OPT", [str(x.sharding.spec) for x in mu])
   np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-5)
 
 
+def kill_9_and_resume(tmp_path, data_dir, *overrides) -> tuple[dict[int, float], str]:
+  """8 steps straight, and the same 8 steps killed (SIGKILL) after checkpoint 4 and resumed by
+  rerunning the command: (the straight run's losses, the resumed workdir)."""
+  steps = ("--config.train.num_steps=8", "--config.train.checkpoint_every=4", *overrides)
+  straight = run_train(tmp_path / "straight", data_dir, *steps)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  workdir = tmp_path / "killed"
+  proc = run_train(workdir, data_dir, *steps, wait=False)
+  checkpoint = workdir / "checkpoints" / "4"
+  deadline = time.time() + 300
+  while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
+    assert time.time() < deadline
+    time.sleep(0.05)
+  with open(f"/proc/{proc.pid}/environ", "rb") as f:  # medpalm_m.allocator restarted it in place
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in f.read().split(b"\0")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed = run_train(workdir, data_dir, *steps)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resumed from" in resumed.stderr
+  return losses(tmp_path / "straight"), workdir
+
+
 # The adapters (config.model.adapter) as configs/grafting.py trains them: ViT and decoder frozen,
 # the adapter alone trained at a rate that moves it in 8 steps.
 GRAFTED = ("--config.optimizer.freeze=^(vit|decoder)/", "--config.optimizer.learning_rate=1e-2")
@@ -91,33 +114,28 @@ GRAFTED = ("--config.optimizer.freeze=^(vit|decoder)/", "--config.optimizer.lear
     ("--config.model.adapter=attention_pooler", "--config.model.adapter_queries=6", *GRAFTED),
 ], ids=["affine", "mlp_grafted", "attention_pooler_grafted"])
 def test_resume_after_kill_9_reproduces_the_uninterrupted_losses(tmp_path, synthetic_data_dir, overrides):
-  straight = run_train(tmp_path / "straight", synthetic_data_dir, "--config.train.num_steps=8",
-                       "--config.train.checkpoint_every=4", *overrides)
-  assert straight.returncode == 0, straight.stderr[-3000:]
-  a = losses(tmp_path / "straight")
-  assert a[7] + a[8] < a[1] + a[2], a  # it trains
-  workdir = tmp_path / "killed"
-  proc = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                   "--config.train.checkpoint_every=4", *overrides, wait=False)
-  checkpoint = workdir / "checkpoints" / "4"
-  deadline = time.time() + 300
-  while not (checkpoint / "_CHECKPOINT_METADATA").exists() and proc.poll() is None:
-    assert time.time() < deadline
-    time.sleep(0.05)
-  with open(f"/proc/{proc.pid}/environ", "rb") as f:  # medpalm_m.allocator restarted it in place
-    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in f.read().split(b"\0")
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=8",
-                      "--config.train.checkpoint_every=4", *overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "resumed from" in resumed.stderr
-  b = losses(workdir)
-  assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]
+  straight, workdir = kill_9_and_resume(tmp_path, synthetic_data_dir, *overrides)
+  assert straight[7] + straight[8] < straight[1] + straight[2], straight  # it trains
+  resumed = losses(workdir)
+  assert [straight[s] for s in range(5, 9)] == [resumed[s] for s in range(5, 9)]
   # The steps logged between checkpoint 4 and the kill are logged again, and appear once.
   assert logged_steps(workdir) == list(range(1, 9))
   history = [json.loads(line) for line in open(workdir / "config_history.jsonl")]
   assert [h["step"] for h in history] == [0, 4]
+
+
+@pytest.mark.slow
+def test_lora_training_resumes_exactly_after_kill_9(tmp_path, synthetic_data_dir):
+  """Adapters on the decoder and the ViT (tiny's 0.3x ViT rate applying to the ViT's), every
+  base weight frozen: the resumed run repeats the uninterrupted losses."""
+  from medpalm_m.model.lora import BASE_WEIGHTS, is_adapter
+  straight, workdir = kill_9_and_resume(
+      tmp_path, synthetic_data_dir, "--config.model.lora.rank=4", "--config.model.lora.vit=True",
+      f"--config.optimizer.freeze={BASE_WEIGHTS}")
+  resumed = losses(workdir)
+  assert [straight[s] for s in range(5, 9)] == [resumed[s] for s in range(5, 9)]
+  saved = ckpt_lib.Checkpointer(str(workdir / "checkpoints"), read_only=True).meta(8)["params"]
+  assert sum(map(is_adapter, saved)) == 2 * (2 * 7 + 4)  # A and B: 2 decoder layers x 7, 1 ViT x 4
 
 
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_0(tmp_path, synthetic_data_dir):
