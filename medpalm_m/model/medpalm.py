@@ -138,7 +138,7 @@ class MedPaLMM(nnx.Module):
     self.projector_bias = (param(rngs, (cfg.decoder.width,), ("embed",), value=0.0)
                            if cfg.projector_bias else None)
     self.decoder = Decoder(cfg.decoder, rngs=rngs, attention_impl=cfg.attention_impl)
-    # Created last: the affine default draws the same initial values as before adapters existed.
+    # After the towers: the affine default draws the same initial values as before adapters existed.
     if cfg.adapter == "attention_pooler":
       self.adapter = adapter_lib.AttentionPooler(cfg.num_image_tokens, cfg.vit.width, cfg.vit.num_heads,
                                                  cfg.vit.mlp_dim, rngs=rngs, eps=cfg.vit.norm_eps)
