@@ -26,28 +26,22 @@ The peer runs as a user would run it: eager PyTorch with its default attention (
 
 from __future__ import annotations
 
-from medpalm_m import allocator
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from typing import Callable
 
-if __name__ == "__main__":
-  # Both implementations under the allocator medpalm_m's entry points run with (one process).
-  allocator.restart_with_huge_pages()
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Callable  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from medpalm_m import flops  # noqa: E402
-from medpalm_m.model import decode  # noqa: E402
-from medpalm_m.model.medpalm import ModelConfig  # noqa: E402
-from medpalm_m.model.template import ModelTemplate  # noqa: E402
+from medpalm_m import flops
+from medpalm_m.model import decode
+from medpalm_m.model.medpalm import ModelConfig
+from medpalm_m.model.template import ModelTemplate
 
 IMAGE_SIZE, PATCH = 224, 16
 NUM_PATCHES = (IMAGE_SIZE // PATCH) ** 2  # 196
