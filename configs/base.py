@@ -69,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
       # ops {task: [operation, ...]}, empty: none; num_ops operations per image at magnitude
       # 0-10 (ours, RandAugment's ImageNet setting: the paper gives neither). Never at evaluation.
       augmentation=dict(ops={}, num_ops=2, magnitude=9.0),
+      # A curriculum's opening (medpalm_m.data.pipeline.Opening): the training stream's first
+      # `examples` examples come from `mixture` ({task: weight}, tasks of config.data.mixture),
+      # the rest from config.data.mixture; 0: none (the paper has none).
+      opening=dict(examples=0, mixture={}),
   )
   c.train = dict(
       num_steps=1000,
@@ -76,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
       grad_accum_steps=1,
       z_loss=1e-4,
       loss_normalization="tokens",  # or "examples" (medpalm_m.model.loss)
+      # {task: factor} on the loss of each of its target tokens (1 for a task not named): a task
+      # with one-token answers pulls little on a token-averaged gradient, whatever its share of
+      # the examples. The paper gives none.
+      task_loss_weights={},
       log_every=20,
       checkpoint_every=200,
       keep_checkpoints=2,

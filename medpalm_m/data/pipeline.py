@@ -2,7 +2,8 @@
 
 Each task's split is a random-access source of formatted examples (`TaskSource`). Training
 shuffles each task's source per epoch, repeats it, mixes the tasks by weight (drawn per example,
-or with every task in every batch: `EveryTaskMix`), augments the images of the tasks that ask
+or with every task in every batch: `EveryTaskMix`; optionally another mixture for the stream's
+first examples: `Opening`), augments the images of the tasks that ask
 for it (`augment.Augmentation`), takes this process's shard of the mixed stream, preprocesses,
 optionally packs several examples into each row (`Packing`), and batches. Every step is a
 deterministic function of (seed, index), so the iterator's state is a few integers that are
@@ -22,6 +23,7 @@ import grain
 import numpy as np
 
 from medpalm_m.data import augment
+from medpalm_m.data import mixtures
 from medpalm_m.data import tasks as tasks_lib
 from medpalm_m.data import tokenizer as tok
 from medpalm_m.data.preprocess import ExampleError, Preprocessor, SequenceSpec
@@ -201,6 +203,65 @@ def every_task_counts(weights: Sequence[float], batch_size: int) -> list[int]:
   return counts
 
 
+@dataclasses.dataclass(frozen=True)
+class Opening:
+  """A curriculum's opening phase: the training stream's first `examples` examples are drawn from
+  `mixture` (normalised, a subset of config.data.mixture's tasks), the rest from config.data.mixture.
+  A task that a short run learns only once it has found the image feature it needs (the
+  genotype's allele fraction in one pileup column) finds it sooner where it fills the first steps.
+  Counted in examples, not steps, so that the switch sits at a fixed position of the stream
+  whatever the packing puts in a row, and a resumed run continues exactly."""
+  examples: int
+  mixture: Mapping[str, float]
+
+  @classmethod
+  def from_config(cls, data: Mapping[str, Any]) -> "Opening | None":
+    """config.data -> its Opening, or None when config.data.opening.examples is 0."""
+    opening = data.get("opening") or {}
+    examples = int(opening.get("examples", 0))
+    if examples < 0:
+      raise ValueError(f"config.data.opening.examples must be >= 0, got {examples}")
+    if examples == 0:
+      return None
+    weights = dict(opening.get("mixture") or {})
+    if not weights:
+      raise ValueError(f"config.data.opening.examples={examples} but config.data.opening.mixture "
+                       "is empty; give the opening's {task: weight} or set examples to 0")
+    outside = sorted(set(weights) - {t for t, w in data["mixture"].items() if w > 0})
+    if outside:
+      raise ValueError(f"config.data.opening.mixture: task(s) {outside} are not in config.data.mixture; "
+                       "the opening draws from the run's own tasks (add them there, with weight, "
+                       "or remove them here)")
+    if data.get("every_task_per_batch"):
+      raise ValueError("config.data.opening needs config.data.every_task_per_batch=False: the "
+                       "opening's batches hold only its own tasks")
+    return cls(examples=examples,
+               mixture=mixtures.normalize(weights, where="config.data.opening.mixture"))
+
+
+class OpeningMix(grain.MapDataset):
+  """Element i is the opening's element i for i < `length`, else the main stream's i - length:
+  a position-wise function, so resume and process sharding work as for one mixture."""
+
+  def __init__(self, opening: grain.MapDataset, main: grain.MapDataset, length: int):
+    super().__init__([opening, main])
+    self.length = length
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __str__(self) -> str:
+    return f"OpeningMix[first {self.length} examples from the opening]"
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    index = int(index)
+    if index < self.length:
+      return self._parents[0][index]
+    return self._parents[1][index - self.length]
+
+
 class EveryTaskMix(grain.MapDataset):
   """The tasks' streams mixed so that every run of `batch_size` examples (a global batch: each
   process's shard of it is a slice of the run) holds `every_task_counts` of each task, in an
@@ -238,12 +299,14 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
                   num_workers: int = 0, packing: Packing | None = None,
                   every_task_per_batch: bool = False,
                   augmentation: augment.Augmentation | None = None,
+                  opening: Opening | None = None,
                   prefetch_in_thread: bool = False) -> grain.IterDataset:
   """The infinite training stream of this process: batches of `batch_size // process_count`
   rows, each one example or, with `packing`, several. `every_task_per_batch` puts every task of
   the mixture in every global batch (the paper's constraint); `augmentation` augments the images
-  of the tasks it names; `prefetch_in_thread` (without worker processes) prepares the next
-  batch while the caller computes."""
+  of the tasks it names; `opening` draws the stream's first examples from another mixture;
+  `prefetch_in_thread` (without worker processes) prepares the next batch while the caller
+  computes."""
   if batch_size % process_count:
     raise ValueError(f"config.train.batch_size {batch_size} is not divisible by the "
                      f"{process_count} processes")
@@ -252,16 +315,22 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
                      "packed batch holds a varying number of examples, so no fixed run of the "
                      "stream is one batch")
   local_batch = batch_size // process_count
+  if every_task_per_batch and opening is not None:
+    raise ValueError("config.data.opening needs config.data.every_task_per_batch=False")
   names = sorted(mixture)
-  streams = []
-  for i, name in enumerate(names):
-    source = TaskSource(tasks_lib.get(name), "train", data_dir, seed)
-    streams.append(grain.MapDataset.source(source).seed(seed + i).shuffle().repeat())
+  streams = _task_streams(names, data_dir, seed)
   weights = [mixture[n] for n in names]
   if every_task_per_batch:
     mixed = EveryTaskMix(streams, weights, batch_size, seed)
   else:
     mixed = grain.MapDataset.mix(streams, weights)
+  if opening is not None:
+    opening_names = sorted(opening.mixture)
+    # Its own shuffles (another seed), so the main phase does not replay the opening's examples
+    # in the opening's order.
+    opening_streams = _task_streams(opening_names, data_dir, seed + _OPENING_SEED_OFFSET)
+    opening_mixed = grain.MapDataset.mix(opening_streams, [opening.mixture[n] for n in opening_names])
+    mixed = OpeningMix(opening_mixed, mixed, opening.examples)
   if augmentation is not None:
     mixed = mixed.map_with_index(augmentation)  # the position in the whole stream seeds it
   shard = mixed.slice(slice(process_index, None, process_count))
@@ -289,6 +358,15 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
   return ds
 
 
+_OPENING_SEED_OFFSET = 104_729
+
+
+def _task_streams(names: Sequence[str], data_dir: str, seed: int) -> list[grain.MapDataset]:
+  """Each task's training split, shuffled per epoch (task i's shuffle seeded by seed + i), repeated."""
+  return [grain.MapDataset.source(TaskSource(tasks_lib.get(name), "train", data_dir, seed))
+          .seed(seed + i).shuffle().repeat() for i, name in enumerate(names)]
+
+
 def eval_examples(task: tasks_lib.Task, data_dir: str, split: str = "test", *,
                   max_examples: int | None = None, seed: int = 0) -> grain.MapDataset:
   """The first `max_examples` examples of a task's split, in order."""
@@ -302,8 +380,7 @@ def eval_examples(task: tasks_lib.Task, data_dir: str, split: str = "test", *,
 def first_examples(mixture: Mapping[str, float], data_dir: str, n: int, seed: int = 0) -> Iterator[dict]:
   """The mixture's first n training examples, before preprocessing (for people to look at)."""
   names = sorted(mixture)
-  streams = [grain.MapDataset.source(TaskSource(tasks_lib.get(t), "train", data_dir, seed))
-             .seed(seed + i).shuffle().repeat() for i, t in enumerate(names)]
+  streams = _task_streams(names, data_dir, seed)
   mixed = grain.MapDataset.mix(streams, [mixture[t] for t in names])
   for i in range(n):
     yield mixed[i]

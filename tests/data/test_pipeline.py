@@ -370,3 +370,47 @@ def test_augmentation_is_a_function_of_seed_and_position():
   with pytest.raises(ValueError, match=r"names unknown task\(s\) \['pad_ufes'\]"):
     augmentation({"pad_ufes": ["rotate"]})
   assert augmentation({}) is None
+
+
+OPENING = pipeline.Opening(examples=12, mixture={"synthetic_medqa": 1.0})
+
+
+def test_the_opening_draws_its_examples_then_the_main_mixture_continues_unchanged(synthetic_data_dir):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  medqa = pipeline.task_ids(list(MIX))["synthetic_medqa"]
+  def batches(opening, n):
+    it = iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3, opening=opening))
+    return [next(it) for _ in range(n)]
+  opened, plain = batches(OPENING, 5), batches(None, 2)
+  # 12 examples = the first 3 batches of 4, all MedQA (a task with 10% of the main mixture).
+  assert all((b["task_id"] == medqa).all() for b in opened[:3])
+  # Then the main mixture from its own first example, as a run without an opening starts.
+  for got, want in zip(opened[3:], plain):
+    np.testing.assert_array_equal(got["tokens"], want["tokens"])
+  # The opening's MedQA is shuffled apart from the main phase's MedQA stream.
+  main_medqa = [tuple(r) for b in batches(None, 40) for r, t in zip(b["tokens"], b["task_id"]) if t == medqa]
+  assert [tuple(r) for r in opened[0]["tokens"]] != main_medqa[:4]
+
+
+@pytest.mark.parametrize("skip", [2, 4], ids=["within", "after"])
+def test_resume_within_and_after_the_opening_is_exact(synthetic_data_dir, skip):
+  pre = make_preprocessor(synthetic_data_dir, list(MIX))
+  make = lambda: iter(pipeline.train_dataset(MIX, synthetic_data_dir, pre, batch_size=4, seed=3,
+                                             packing=PACKING, opening=OPENING))
+  assert_resumes_exactly(make, skip=skip)
+
+
+def test_opening_config_is_checked_by_key():
+  data = {"mixture": {"synthetic_medqa": 1.0, "synthetic_slake": 0.0}, "opening": {"examples": 0, "mixture": {}}}
+  assert pipeline.Opening.from_config(data) is None
+  data["opening"] = {"examples": 10, "mixture": {"synthetic_medqa": 3}}
+  assert pipeline.Opening.from_config(data) == pipeline.Opening(10, {"synthetic_medqa": 1.0})
+  with pytest.raises(ValueError, match=r"config.data.opening.mixture: task\(s\) \['synthetic_slake'\] "
+                                       "are not in config.data.mixture"):
+    pipeline.Opening.from_config({**data, "opening": {"examples": 10, "mixture": {"synthetic_slake": 1}}})
+  with pytest.raises(ValueError, match="config.data.opening.mixture is empty"):
+    pipeline.Opening.from_config({**data, "opening": {"examples": 10, "mixture": {}}})
+  with pytest.raises(ValueError, match="config.data.opening.examples must be >= 0"):
+    pipeline.Opening.from_config({**data, "opening": {"examples": -1, "mixture": {}}})
+  with pytest.raises(ValueError, match="every_task_per_batch=False"):
+    pipeline.Opening.from_config({**data, "every_task_per_batch": True})
