@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import sharding
+from medpalm_m.data import mixtures, pipeline
 from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.runtime import Runtime
@@ -42,6 +43,7 @@ class Trainer:
     if self.loss_normalization not in NORMALIZATIONS:
       raise ValueError(f"config.train.loss_normalization={self.loss_normalization!r}; use one of "
                        f"{NORMALIZATIONS} (average over target tokens, or over examples)")
+    self.task_loss_weights = _task_loss_weights(cfg, num_tasks)
     abstract_params = self.runtime.abstract_params
     self.num_params = sum(int(np.prod(p.shape)) for p in abstract_params.values())
     self.num_trained = sum(int(np.prod(p.shape)) for p in partition(cfg, abstract_params)[0].values())
@@ -116,6 +118,10 @@ class Trainer:
                    batch.get("segment_ids"), batch.get("positions"))
     token_weights = (per_example_weights(batch["mask_loss"], batch.get("segment_ids"))
                      if self.loss_normalization == "examples" else None)
+    if self.task_loss_weights is not None:
+      if token_weights is None:
+        token_weights = batch["mask_loss"].astype(jnp.float32)
+      token_weights = token_weights * jnp.asarray(self.task_loss_weights)[_token_task(batch)]
     return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss,
                                token_weights)
 
@@ -155,11 +161,7 @@ class Trainer:
     # Per-example fields are [B] for one example per row, [B, examples_per_row] for packed rows.
     task = batch["task_id"]
     valid = batch.get("example_valid", jnp.ones(task.shape, bool)).astype(jnp.float32)
-    if task.ndim == 1:
-      token_task = jnp.broadcast_to(task[:, None], stats["weights"].shape)
-    else:
-      # A position's stats belong to the example of its segment (1-based; padding has weight 0).
-      token_task = jnp.take_along_axis(task, jnp.maximum(batch["segment_ids"] - 1, 0), axis=1)
+    token_task = _token_task(batch)
     per_token_task = lambda x: jax.ops.segment_sum(x.ravel(), token_task.ravel(), self.num_tasks)
     per_task = lambda x: jax.ops.segment_sum((x.astype(jnp.float32) * valid).ravel(), task.ravel(),
                                              self.num_tasks)
@@ -197,3 +199,32 @@ def fresh_parameters(cfg, params: Mapping[str, Any]) -> frozenset[str]:
     raise ValueError(f"config.init_from_fresh={cfg.init_from_fresh!r} matches no parameter; "
                      "parameter paths look like 'projector', 'adapter/queries' or 'vit/blocks/0/qkv'")
   return names
+
+
+def _token_task(batch) -> jax.Array:
+  """The task id [B, T] of each position: its row's, or in a packed row its segment's example's
+  (segments are 1-based; padding, segment 0, takes the first example's and has no weight)."""
+  task = batch["task_id"]
+  if task.ndim == 1:
+    return jnp.broadcast_to(task[:, None], batch["tokens"].shape)
+  return jnp.take_along_axis(task, jnp.maximum(batch["segment_ids"] - 1, 0), axis=1)
+
+
+def _task_loss_weights(cfg, num_tasks: int) -> np.ndarray | None:
+  """config.train.task_loss_weights {task: factor} as a [num_tasks] array in task-id order (1 for
+  a task it does not name); None when empty."""
+  factors = dict(cfg.train.get("task_loss_weights") or {})
+  if not factors:
+    return None
+  ids = pipeline.task_ids(list(mixtures.normalize(dict(cfg.data.mixture))))
+  outside = sorted(set(factors) - set(ids))
+  if outside:
+    raise ValueError(f"config.train.task_loss_weights: task(s) {outside} are not in "
+                     "config.data.mixture (with a positive weight); name tasks the run trains on")
+  bad = {t: f for t, f in factors.items() if not (isinstance(f, (int, float)) and np.isfinite(f) and f > 0)}
+  if bad:
+    raise ValueError(f"config.train.task_loss_weights: factors must be finite and > 0, got {bad}")
+  weights = np.ones(max(num_tasks, len(ids)), np.float32)
+  for task, factor in factors.items():
+    weights[ids[task]] = factor
+  return weights

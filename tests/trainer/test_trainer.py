@@ -360,3 +360,35 @@ def test_a_read_only_checkpoint_directory_is_one_line_at_start_and_keeps_the_che
   assert tree_hash(workdir) == before
   resumed = run_train(workdir, synthetic_data_dir, "--config.train.num_steps=4")
   assert resumed.returncode == 0 and "resumed from" in resumed.stderr, resumed.stderr[-3000:]
+
+
+def test_task_loss_weights_weigh_each_tasks_tokens_and_are_checked_by_key(synthetic_data_dir):
+  """The step's objective is sum(factor_t * nll_t) / sum(factor_t * tokens_t) over the tasks, from
+  the unweighted per-task sums the same step reports; packed rows split by example."""
+  cfg = small_config.get_config()
+  cfg.data.data_dir = synthetic_data_dir
+  cfg.data.mixture = {t: 1.0 for t in small_config.TASKS}
+  _, tokenizer = prepare_data(cfg)
+  task_ids = pipeline.task_ids(list(cfg.data.mixture))
+  weighted = sorted(task_ids)[1]
+  cfg.train.z_loss = 0.0
+  cfg.train.task_loss_weights = {weighted: 4.0}
+  trainer = Trainer(cfg, num_tasks=3)
+  pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg), task_ids)
+  batch = next(iter(pipeline.train_dataset(dict(cfg.data.mixture), synthetic_data_dir, pre, batch_size=8,
+                                           seed=0, packing=pipeline.Packing(2, 8))))
+  _, metrics = trainer.train_step(trainer.init_state(), trainer.global_batch(batch))
+  m = jax.device_get(metrics)
+  factor = np.ones(3)
+  factor[task_ids[weighted]] = 4.0
+  assert m["task_tokens"][task_ids[weighted]] > 0 and (m["task_tokens"] > 0).sum() > 1
+  np.testing.assert_allclose(m["loss"], (factor * m["task_nll_sum"]).sum() / (factor * m["task_tokens"]).sum(),
+                             rtol=1e-5)
+  assert not np.isclose(m["loss"], m["task_nll_sum"].sum() / m["task_tokens"].sum(), rtol=1e-3)
+
+  cfg.train.task_loss_weights = {"synthetic_slake": 2.0}
+  with pytest.raises(ValueError, match=r"config.train.task_loss_weights: task\(s\) \['synthetic_slake'\]"):
+    Trainer(cfg, num_tasks=3)
+  cfg.train.task_loss_weights = {weighted: 0.0}
+  with pytest.raises(ValueError, match="config.train.task_loss_weights: factors must be finite and > 0"):
+    Trainer(cfg, num_tasks=3)
