@@ -37,7 +37,8 @@ class Evaluator:
   """Compiled decoding and option scoring of one model on the runtime's mesh; reused across calls,
   so a second evaluation compiles nothing new. Greedy decoding of config.eval.max_decode_tokens by
   default, stopping when every row has finished; a task with options decodes no more than its
-  longest option. Option scoring runs each prompt once and scores every option through its cache.
+  longest option. Option scoring runs each prompt once and scores every option through its cache;
+  a task scored for AUC decodes its greedy answers from that same cache.
   `spec` is the sequence layout (default: the training one; a suite's may hold more images).
 
   Data-parallel: config.eval.batch_size counts examples over the whole mesh; each global batch is
@@ -76,6 +77,7 @@ class Evaluator:
     self.decode_batch = jax.jit(self._decode_fn, out_shardings=replicated)
     self._prefill = jax.jit(self._prefill_fn, static_argnames="width")
     self._score_option = jax.jit(self._score_option_fn, out_shardings=replicated)
+    self._decode_and_score = jax.jit(self._decode_and_score_fn, out_shardings=replicated)
 
   def _decode_fn(self, params, batch, key=None, limit=None):
     """(new tokens [B, max_new_tokens], their log-probs [B, max_new_tokens] or None for beams);
@@ -107,6 +109,30 @@ class Evaluator:
                                         jnp.broadcast_to(continuation, (batch, continuation.shape[0])),
                                         jnp.broadcast_to(mask, (batch, mask.shape[0])))
     return jnp.where(dropped, 0.0, score)
+
+  def _decode_and_score_fn(self, params, batch, limit, continuations, masks, num_options):
+    """What decode_batch and option_scores give, (new tokens [B, max_new_tokens], log-likelihood
+    of each option [B, K]), from one prefill: an option task's greedy answer and its scores for
+    AUC read the same KV cache. Options past the traced `num_options` (the padding of
+    `continuations` [K, W]) score 0; the cache has room for the longer of W and max_new_tokens."""
+    model = self.template.bind(params)
+    prompt = decode.prompt_only(batch["tokens"], batch["prompt_length"], tok.PAD_ID)
+    length, rows = prompt.shape[1], prompt.shape[0]
+    room = max(self.sampling.max_new_tokens, continuations.shape[1])
+    cache, last = decode.prefill(model, prompt, batch["images"], batch["prompt_length"], batch["mask_ar"],
+                                 room, self.runtime.constrain_cache)
+
+    def score(k, scores):
+      option = lambda x: jnp.broadcast_to(x[k], (rows, x.shape[1]))
+      logprob = decode.continuation_logprob(model, cache, last, batch["prompt_length"], option(continuations),
+                                            option(masks), length)
+      return scores.at[:, k].set(jnp.where(batch["dropped"], 0.0, logprob))
+
+    scores = jax.lax.fori_loop(0, num_options, score, jnp.zeros((rows, continuations.shape[0]), jnp.float32))
+    new_tokens, _ = decode.generate_from_prefill(model, cache, last, batch["prompt_length"], length,
+                                                 self.sampling, tok.EOS_ID, None,
+                                                 self.runtime.constrain_cache, limit)
+    return new_tokens, scores
 
   def global_batch(self, local_features: list[dict]) -> dict[str, jax.Array]:
     """The global batch whose rows `self.rows` are these features (this process's share)."""
@@ -150,19 +176,40 @@ class Evaluator:
     """Log-likelihood of each option as the answer [n, num_options], where `feature_at(i)`
     preprocesses example i and `continuations` are the options' target ids (EOS last). Each
     batch's prompts run once; every option is then teacher-forced through their KV cache."""
-    width = _continuation_width(max(map(len, continuations)), self.spec.max_target_tokens + 1)
-    tokens = np.full((len(continuations), width), tok.PAD_ID, np.int32)
-    masks = np.zeros((len(continuations), width), np.bool_)
-    for k, ids in enumerate(continuations):
-      tokens[k, :len(ids)], masks[k, :len(ids)] = ids, True
+    tokens, masks = self._option_arrays(continuations)
 
     def scores(batch):
-      cache, last = self._prefill(params, batch, width)
+      cache, last = self._prefill(params, batch, tokens.shape[1])
       return np.stack([np.asarray(self._score_option(params, cache, last, batch["prompt_length"],
                                                      batch["dropped"], tokens[k], masks[k]))
                        for k in range(len(continuations))], axis=1)
 
     return np.concatenate(self._map_batches(scores, n, feature_at))[:n]
+
+  def _option_arrays(self, continuations: Sequence[Sequence[int]], *,
+                     pad_options_to: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Option token ids and masks [K, W]: W a power of two (tasks with options of similar lengths
+    share compiled programs), K rounded up to a multiple of `pad_options_to` with empty options."""
+    width = _continuation_width(max(map(len, continuations)), self.spec.max_target_tokens + 1)
+    count = -(-len(continuations) // pad_options_to) * pad_options_to
+    tokens = np.full((count, width), tok.PAD_ID, np.int32)
+    masks = np.zeros((count, width), np.bool_)
+    for k, ids in enumerate(continuations):
+      tokens[k, :len(ids)], masks[k, :len(ids)] = ids, True
+    return tokens, masks
+
+  def decode_and_option_probabilities(self, params, n: int, feature_at,
+                                      continuations: Sequence[Sequence[int]]) -> tuple[list[list[int]], np.ndarray]:
+    """`_decode_rows` with the task's decode limit and `option_probabilities`, from one prefill
+    of each batch (greedy decoding; a beam search decodes apart)."""
+    # Up to 8 options share one program: the option count is traced, only the padding is not.
+    tokens, masks = self._option_arrays(continuations, pad_options_to=_OPTIONS_PER_PROGRAM)
+    limit, count = np.int32(self.decode_limit(continuations)), np.int32(len(continuations))
+    outputs = self._map_batches(lambda batch: self._decode_and_score(params, batch, limit, tokens, masks, count),
+                                n, feature_at)
+    new_tokens = np.concatenate([o[0] for o in outputs])[:n].tolist()
+    scores = np.concatenate([o[1] for o in outputs])[:n, :len(continuations)]
+    return new_tokens, scipy.special.softmax(scores, axis=1)
 
   def evaluate_task(self, params, task: tasks_lib.Task, data_dir: str, split: str,
                     task_ids: dict[str, int]) -> tuple[dict[str, Any] | None, list[dict]]:
@@ -176,10 +223,13 @@ class Evaluator:
     # scores and what bounds the decode length.
     continuations = ([preprocessor.target_ids(option)[0] for option in task.option_targets()]
                      if task.options else [])
-    generated = self._decode_rows(params, n, read.features, self.decode_limit(continuations))
     probs = None
-    if task.options and "macro_auc" in task.metrics:
-      probs = self.option_probabilities(params, n, read.features, continuations)
+    if task.options and "macro_auc" in task.metrics and self.beam_width == 1:
+      generated, probs = self.decode_and_option_probabilities(params, n, read.features, continuations)
+    else:
+      generated = self._decode_rows(params, n, read.features, self.decode_limit(continuations))
+      if task.options and "macro_auc" in task.metrics:
+        probs = self.option_probabilities(params, n, read.features, continuations)
     # Each process read only the examples its rows needed; process 0 scores them all.
     gathered = {}
     for share in runtime_lib.gather_from_processes(read.summaries()):
@@ -233,6 +283,9 @@ class _ExampleReader:
 
   def summaries(self) -> dict[int, dict]:
     return self._summary
+
+
+_OPTIONS_PER_PROGRAM = 8
 
 
 def _continuation_width(longest: int, cap: int) -> int:

@@ -113,9 +113,20 @@ def generate(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, promp
   decoding on would have written, so the tokens are those of full-length decoding; the key is
   split once per token as before, so sampling with the same key draws the same tokens.
   """
-  batch, length = tokens.shape
   cache, logits = prefill(model, tokens, images, prompt_length, mask_ar, cfg.max_new_tokens,
                            constrain_cache)
+  return generate_from_prefill(model, cache, logits, prompt_length, tokens.shape[1], cfg, eos_id, key,
+                               constrain_cache, limit)
+
+
+def generate_from_prefill(model: MedPaLMM, cache: list, logits: jax.Array, prompt_length: jax.Array,
+                          length: int, cfg: SamplingConfig, eos_id: int, key: jax.Array | None = None,
+                          constrain_cache: CacheConstraint = _unconstrained,
+                          limit: jax.Array | int | None = None) -> tuple[jax.Array, jax.Array]:
+  """`generate` after its prefill: `cache` and `logits` from `prefill` of prompts padded to
+  `length`, with room for at least cfg.max_new_tokens; the same tokens as `generate`, so that
+  option scoring (`continuation_logprob`) and decoding can share one prefill."""
+  batch = logits.shape[0]
   key = key if key is not None else jax.random.key(0)
   limit = _decode_limit(limit, cfg.max_new_tokens)
 
@@ -206,9 +217,11 @@ def beam_search(model: MedPaLMM, tokens: jax.Array, images: jax.Array | None, pr
 
 
 def continuation_logprob(model: MedPaLMM, cache: list, last_logits: jax.Array, prompt_length: jax.Array,
-                         continuation: jax.Array, continuation_mask: jax.Array) -> jax.Array:
+                         continuation: jax.Array, continuation_mask: jax.Array,
+                         length: int | None = None) -> jax.Array:
   """Sum of log-probabilities [B] of `continuation` [B, W] (where continuation_mask [B, W]) after
-  each prompt of a `prefill` (its cache and last logits, room for W new tokens).
+  each prompt of a `prefill` (its cache and last logits) of prompts padded to `length` (default:
+  the cache's slots less W, a cache with room for exactly W new tokens).
 
   The continuation is teacher-forced in one pass through cache slots T..T+W-1 at RoPE positions
   prompt_length + j, each token seeing the prompt and the continuation up to itself: what a full
@@ -217,7 +230,7 @@ def continuation_logprob(model: MedPaLMM, cache: list, last_logits: jax.Array, p
   """
   width = continuation.shape[1]
   total = cache[0]["k"].shape[1]
-  length = total - width  # the prompt's padded length T
+  length = total - width if length is None else length  # the prompt's padded length T
   slots = jnp.arange(total)
   offsets = jnp.arange(width)
   sees_prompt = (slots[None, :] < prompt_length[:, None])[:, None, :]  # [B, 1, S]

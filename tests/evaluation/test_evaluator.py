@@ -58,13 +58,15 @@ def test_a_second_evaluation_compiles_nothing_new(trained):
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_vqa_rad", "synthetic_cbis_ddsm_mass"],
                     params=params, runtime=rt,
                     evaluator=evaluator, step=4)
-  compiled = lambda: tuple(f._cache_size() for f in (evaluator.decode_batch, evaluator._prefill,
-                                                     evaluator._score_option))
+  # Generation (decode_batch), and for a task scored for AUC its generation and option scores
+  # from one prefill (_decode_and_score): each compiled once for every task.
+  compiled = lambda: tuple(f._cache_size() for f in (evaluator.decode_batch, evaluator._decode_and_score))
   sizes = compiled()
-  # Another decode limit (precision_fda's 3 tokens, vqa_rad's 48) and the same options' width.
+  # Another decode limit (precision_fda's 3 tokens, vqa_rad's 48), another number of options
+  # (calc's 3 against mass's 3 plus ...) and the same options' width.
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_precision_fda", "synthetic_cbis_ddsm_calc"],
                     params=params, runtime=rt, evaluator=evaluator, step=4)
-  assert compiled() == sizes == (1, 1, 1)
+  assert compiled() == sizes == (1, 1)
 
 
 def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_option(trained):
@@ -89,6 +91,32 @@ def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_optio
   for k, option in enumerate(task.options):
     batch = preprocess.collate([preprocessor({**ex, "target": option}) for ex in examples])
     np.testing.assert_allclose(shared[:, k], np.asarray(full(params, batch)), atol=1e-5, rtol=1e-5)
+
+
+def test_decoding_and_scoring_from_one_prefill_equal_doing_each_apart(trained):
+  cfg, workdir = trained
+  rt = runtime.Runtime(cfg)
+  params, _ = rt.restore_params(workdir)
+  data_dir, tokenizer = runtime.prepare_data(cfg)
+  task = tasks_lib.get("synthetic_cbis_ddsm_mass")
+  examples = [*pipeline.eval_examples(task, data_dir, "test", max_examples=5, seed=0),
+              *pipeline.eval_examples(tasks_lib.get("synthetic_pubmedqa"), data_dir, "test", max_examples=2,
+                                      seed=0)]
+  preprocessor = preprocess.Preprocessor(tokenizer, rt.spec, pipeline.task_ids(sorted({ex["task"] for ex in examples})))
+  evaluator = evaluation.Evaluator(rt, tokenizer, batch_size=4)
+  feature_at = lambda i: preprocessor(examples[i])
+  continuations = [preprocessor.target_ids(option)[0] for option in task.option_targets()]
+  tokens, probs = evaluator.decode_and_option_probabilities(params, len(examples), feature_at, continuations)
+  apart = evaluator._decode_rows(params, len(examples), feature_at, evaluator.decode_limit(continuations))
+  assert tokens == apart and probs.shape == (len(examples), len(continuations))
+  np.testing.assert_allclose(probs, evaluator.option_probabilities(params, len(examples), feature_at, continuations),
+                             atol=1e-5, rtol=1e-5)
+  # Longer than any option: the full decode length, as a task without options decodes.
+  np.testing.assert_array_equal(
+      evaluator._decode_and_score(params, evaluator.global_batch([feature_at(i) for i in range(4)]),
+                                  np.int32(cfg.eval.max_decode_tokens), *evaluator._option_arrays(continuations),
+                                  np.int32(len(continuations)))[0],
+      evaluator.decode_batch(params, evaluator.global_batch([feature_at(i) for i in range(4)]))[0])
 
 
 def test_evaluating_some_tasks_again_keeps_the_others(trained, tmp_path):
