@@ -213,7 +213,7 @@ def _token_task(batch) -> jax.Array:
 def _task_loss_weights(cfg, num_tasks: int) -> np.ndarray | None:
   """config.train.task_loss_weights {task: factor} as a [num_tasks] array in task-id order (1 for
   a task it does not name); None when empty."""
-  factors = dict(cfg.train.get("task_loss_weights") or {})
+  factors = dict(cfg.train.task_loss_weights)
   if not factors:
     return None
   ids = pipeline.task_ids(list(mixtures.normalize(dict(cfg.data.mixture))))
