@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import sharding
-from medpalm_m.data import mixtures, pipeline
+from medpalm_m.data import mixtures, pipeline, tasks
 from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.runtime import Runtime
@@ -217,14 +217,17 @@ def _task_loss_weights(cfg, num_tasks: int) -> np.ndarray | None:
   if not factors:
     return None
   ids = pipeline.task_ids(list(mixtures.normalize(dict(cfg.data.mixture))))
-  outside = sorted(set(factors) - set(ids))
-  if outside:
-    raise ValueError(f"config.train.task_loss_weights: task(s) {outside} are not in "
-                     "config.data.mixture (with a positive weight); name tasks the run trains on")
+  # A registered task outside the mixture has no tokens to weigh (a config that narrows its
+  # parent's mixture keeps the parent's weights); a name no task has is a mistake.
+  unknown = sorted(set(factors) - set(tasks.all_tasks()))
+  if unknown:
+    raise ValueError(f"config.train.task_loss_weights: unknown task(s) {unknown}; "
+                     "`python -m medpalm_m.data list` lists the registered tasks")
   bad = {t: f for t, f in factors.items() if not (isinstance(f, (int, float)) and np.isfinite(f) and f > 0)}
   if bad:
     raise ValueError(f"config.train.task_loss_weights: factors must be finite and > 0, got {bad}")
   weights = np.ones(max(num_tasks, len(ids)), np.float32)
   for task, factor in factors.items():
-    weights[ids[task]] = factor
+    if task in ids:
+      weights[ids[task]] = factor
   return weights

@@ -62,28 +62,32 @@ def test_a_second_evaluation_compiles_nothing_new(trained):
   # from one prefill (_decode_and_score): each compiled once for every task.
   compiled = lambda: tuple(f._cache_size() for f in (evaluator.decode_batch, evaluator._decode_and_score))
   sizes = compiled()
-  # Another decode limit (precision_fda's 3 tokens, vqa_rad's 48), another number of options
-  # (calc's 3 against mass's 3 plus ...) and the same options' width.
+  # Another decode limit (precision_fda's 3 tokens, vqa_rad's 48) and another task's options of
+  # the same width.
   evaluation.evaluate(cfg, workdir, task_names=["synthetic_precision_fda", "synthetic_cbis_ddsm_calc"],
                     params=params, runtime=rt, evaluator=evaluator, step=4)
   assert compiled() == sizes == (1, 1)
 
 
-def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_option(trained):
+def mixed_option_prompts(trained, images: int, texts: int):
+  """CBIS-DDSM mass (image) prompts and text-only PubMedQA prompts of other lengths, rows over
+  batches of 4 (the last batch wraps around): (runtime, params, task, examples, preprocessor,
+  evaluator)."""
   cfg, workdir = trained
   rt = runtime.Runtime(cfg)
   params, _ = rt.restore_params(workdir)
   data_dir, tokenizer = runtime.prepare_data(cfg)
   task = tasks_lib.get("synthetic_cbis_ddsm_mass")
-  # Image prompts and text-only PubMedQA prompts of other lengths in one batch, 7 rows over
-  # batches of 4: the second batch wraps around.
-  examples = [*pipeline.eval_examples(task, data_dir, "test", max_examples=4, seed=0),
-              *pipeline.eval_examples(tasks_lib.get("synthetic_pubmedqa"), data_dir, "test", max_examples=3,
+  examples = [*pipeline.eval_examples(task, data_dir, "test", max_examples=images, seed=0),
+              *pipeline.eval_examples(tasks_lib.get("synthetic_pubmedqa"), data_dir, "test", max_examples=texts,
                                       seed=0)]
-  task_ids = pipeline.task_ids(sorted({ex["task"] for ex in examples}))
-  preprocessor = preprocess.Preprocessor(tokenizer, rt.spec, task_ids)
+  preprocessor = preprocess.Preprocessor(tokenizer, rt.spec, pipeline.task_ids(sorted({ex["task"] for ex in examples})))
   assert len({int(preprocessor(ex)["prompt_length"]) for ex in examples}) > 2
-  evaluator = evaluation.Evaluator(rt, tokenizer, batch_size=4)
+  return rt, params, task, examples, preprocessor, evaluation.Evaluator(rt, tokenizer, batch_size=4)
+
+
+def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_option(trained):
+  rt, params, task, examples, preprocessor, evaluator = mixed_option_prompts(trained, images=4, texts=3)
   continuations = [preprocessor.target_ids(option)[0] for option in task.options]
   shared = evaluator.option_scores(params, len(examples), lambda i: preprocessor(examples[i]), continuations)
   full = jax.jit(lambda p, b: decode.score_continuations(rt.template.bind(p), b["tokens"], b["images"],
@@ -94,16 +98,8 @@ def test_options_scored_through_a_shared_prompt_equal_one_forward_pass_per_optio
 
 
 def test_decoding_and_scoring_from_one_prefill_equal_doing_each_apart(trained):
-  cfg, workdir = trained
-  rt = runtime.Runtime(cfg)
-  params, _ = rt.restore_params(workdir)
-  data_dir, tokenizer = runtime.prepare_data(cfg)
-  task = tasks_lib.get("synthetic_cbis_ddsm_mass")
-  examples = [*pipeline.eval_examples(task, data_dir, "test", max_examples=5, seed=0),
-              *pipeline.eval_examples(tasks_lib.get("synthetic_pubmedqa"), data_dir, "test", max_examples=2,
-                                      seed=0)]
-  preprocessor = preprocess.Preprocessor(tokenizer, rt.spec, pipeline.task_ids(sorted({ex["task"] for ex in examples})))
-  evaluator = evaluation.Evaluator(rt, tokenizer, batch_size=4)
+  cfg, _ = trained
+  rt, params, task, examples, preprocessor, evaluator = mixed_option_prompts(trained, images=5, texts=2)
   feature_at = lambda i: preprocessor(examples[i])
   continuations = [preprocessor.target_ids(option)[0] for option in task.option_targets()]
   tokens, probs = evaluator.decode_and_option_probabilities(params, len(examples), feature_at, continuations)

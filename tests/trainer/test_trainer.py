@@ -386,8 +386,10 @@ def test_task_loss_weights_weigh_each_tasks_tokens_and_are_checked_by_key(synthe
                              rtol=1e-5)
   assert not np.isclose(m["loss"], m["task_nll_sum"].sum() / m["task_tokens"].sum(), rtol=1e-3)
 
-  cfg.train.task_loss_weights = {"synthetic_slake": 2.0}
-  with pytest.raises(ValueError, match=r"config.train.task_loss_weights: task\(s\) \['synthetic_slake'\]"):
+  cfg.train.task_loss_weights = {"synthetic_slake": 2.0}  # registered, not trained on: no tokens
+  assert (Trainer(cfg, num_tasks=3).task_loss_weights == 1.0).all()
+  cfg.train.task_loss_weights = {"synthetic_slak": 2.0}
+  with pytest.raises(ValueError, match=r"config.train.task_loss_weights: unknown task\(s\) \['synthetic_slak'\]"):
     Trainer(cfg, num_tasks=3)
   cfg.train.task_loss_weights = {weighted: 0.0}
   with pytest.raises(ValueError, match="config.train.task_loss_weights: factors must be finite and > 0"):
