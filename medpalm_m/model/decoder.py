@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from medpalm_m.model.attention import Attention
-from medpalm_m.model.layers import GatedMLP, einsum, make_norm, param
+from medpalm_m.model.layers import GatedMLP, einsum, make_norm, matmul_operands, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +137,12 @@ _REMAT_POLICIES = {
 
 class Decoder(nnx.Module):
 
-  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla"):
-    """`attention_impl`: config.model.attention_impl, see `attention_impl.attend`."""
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs, attention_impl: str = "xla",
+               matmul_operand_dtype: str = "float32"):
+    """`attention_impl`: config.model.attention_impl, see `attention_impl.attend`;
+    `matmul_operand_dtype`: the resolved config.model.matmul_operand_dtype (`layers.matmul_operands`)."""
     self.cfg = cfg
+    self.matmul_operand_dtype = matmul_operand_dtype
     # Unit-variance embeddings: with PaLM's output scaling by 1/sqrt(width) the initial logits
     # stay O(1); Gemma's input scaling by sqrt(width) expects small embeddings instead.
     stddev = 1.0 / math.sqrt(cfg.width) if cfg.scale_embeddings else 1.0
@@ -163,6 +166,10 @@ class Decoder(nnx.Module):
     ([B, 1, vocab]): a prefill needs just the last prompt token's, and projecting every prompt
     position onto the vocabulary would be most of its work at a large vocabulary.
     """
+    with matmul_operands(self.matmul_operand_dtype):
+      return self._forward(x, positions, mask, cache, cache_index, logits_at)
+
+  def _forward(self, x, positions, mask, cache, cache_index, logits_at):
     new_cache = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache[i]

@@ -3,6 +3,8 @@ the low-rank adapters (LoRA) that their kernels may carry."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from typing import ClassVar, Sequence
@@ -14,9 +16,25 @@ from flax import nnx
 Axes = tuple[str | None, ...]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+_OPERAND_DTYPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("matmul_operand_dtype",
+                                                                        default=None)
+
+
+@contextlib.contextmanager
+def matmul_operands(dtype: str | None):
+  """While tracing inside, `einsum` rounds its float32 operands to `dtype` ("bfloat16"; None or
+  "float32": unchanged) and accumulates in float32. A trace-time setting: what a jitted function
+  traced inside it computes is fixed in its program."""
+  token = _OPERAND_DTYPE.set(None if dtype in (None, "float32") else dtype)
+  try:
+    yield
+  finally:
+    _OPERAND_DTYPE.reset(token)
+
+
 def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-  """`jnp.einsum(spec, a, b)` whose gradients are two more einsums, written out.
+  """`jnp.einsum(spec, a, b)` whose gradients are two more einsums, written out, with the operand
+  dtype of an enclosing `matmul_operands`.
 
   With JAX's own transpose rule for dot_general, XLA:CPU writes the incoming gradient a second
   time in transposed order for the weight-gradient dot, fused into the elementwise op that
@@ -26,7 +44,21 @@ def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   the MLP takes 310 ms, torch's time. Same values up to float reassociation. `spec` is
   "a,b->out" with every index of one operand in the other or in the output.
   """
-  return jnp.einsum(spec, a, b)
+  return _einsum(spec, _OPERAND_DTYPE.get(), a, b)
+
+
+def _product(spec: str, x: jax.Array, y: jax.Array, operand_dtype: str | None) -> jax.Array:
+  if operand_dtype is None or x.dtype != jnp.float32:
+    return jnp.einsum(spec, x, y)
+  # float32 accumulation and result, as a TPU's default-precision float32 matmul; on a CPU with
+  # AMX these dots ran 3-5x faster than float32 ones (benchmarks/RESULTS.md).
+  return jnp.einsum(spec, x.astype(operand_dtype), y.astype(operand_dtype),
+                    preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _einsum(spec: str, operand_dtype: str | None, a: jax.Array, b: jax.Array) -> jax.Array:
+  return _product(spec, a, b, operand_dtype)
 
 
 def _einsum_operands(spec: str) -> tuple[str, str, str]:
@@ -35,14 +67,17 @@ def _einsum_operands(spec: str) -> tuple[str, str, str]:
   return first, second, out
 
 
-def _einsum_fwd(spec, a, b):
-  return jnp.einsum(spec, a, b), (a, b)
+def _einsum_fwd(spec, operand_dtype, a, b):
+  return _product(spec, a, b, operand_dtype), (a, b)
 
 
-def _einsum_bwd(spec, residuals, grad):
+def _einsum_bwd(spec, operand_dtype, residuals, grad):
   a, b = residuals
   spec_a, spec_b, out = _einsum_operands(spec)
-  grad_a = jnp.einsum(f"{out},{spec_b}->{spec_a}", grad, b)
+  grad_a = _product(f"{out},{spec_b}->{spec_a}", grad, b, operand_dtype)
+  # The weight gradient stays float32 whatever the operand dtype: XLA:CPU (jax 0.10) compiles
+  # these bfloat16 x bfloat16 -> float32 contractions over the token axes but fails to run them
+  # ("Unsupported element type for DotThunk::Execute").
   # b's gradient in the order a plain dot produces it (a's free axes, then the output's), then
   # transposed: asked for "vd" straight away (the tied embedding), XLA:CPU transposes the
   # [tokens, vocab] gradient instead, 328 MB at bench-small, ~260 ms a step.
@@ -55,7 +90,7 @@ def _einsum_bwd(spec, residuals, grad):
   return grad_a.astype(a.dtype), grad_b.astype(b.dtype)
 
 
-einsum.defvjp(_einsum_fwd, _einsum_bwd)
+_einsum.defvjp(_einsum_fwd, _einsum_bwd)
 
 
 def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Axes, *, stddev: float | None = None,

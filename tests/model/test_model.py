@@ -1,5 +1,6 @@
 """The PaLM-E model: causality, prefix-LM, image injection, gradients, loss masking, sizes."""
 
+import dataclasses
 import importlib
 
 import jax
@@ -289,3 +290,53 @@ def test_vit_num_params_counts_every_variant(fields):
   cfg = ViTConfig(image_size=16, patch_size=8, width=8, depth=2, num_heads=2, mlp_dim=16, **fields)
   vit = ViT(cfg, rngs=nnx.Rngs(0))
   assert sum(x.size for x in jax.tree.leaves(nnx.state(vit, nnx.Param))) == cfg.num_params()
+
+
+def test_bfloat16_matmul_operands_reach_every_weight_matmul_of_the_model_and_its_decoding():
+  from medpalm_m.model import decode
+  cfg = small_config()
+  rounded_cfg = dataclasses.replace(cfg, matmul_operand_dtype="bfloat16")
+  exact = MedPaLMM(cfg, rngs=nnx.Rngs(0))
+  rounded = MedPaLMM(rounded_cfg, rngs=nnx.Rngs(0))  # same seed: the same parameters
+  batch = batch_with_images([1, 2])
+  want, got = forward(exact, *batch), forward(rounded, *batch)
+  assert not np.array_equal(want, got)
+  np.testing.assert_allclose(got, want, rtol=0.05, atol=0.05)
+  # Every weight matmul (ViT, projector, decoder, logits) takes bfloat16 operands; only
+  # attention's two products per layer (scores, weighted values) stay float32, in the jitted
+  # forward and in decoding.
+  tokens, images, input_mask, mask_ar = map(jnp.asarray, batch)
+
+  def dots(model, fn, *args):
+    graph, state = nnx.split(model)
+    text = jax.jit(lambda s, *a: fn(nnx.merge(graph, s), *a)).lower(state, *args).as_text()
+    lines = [line for line in text.splitlines() if "dot_general" in line]
+    return sum("bf16" in line for line in lines), sum("bf16" not in line for line in lines)
+
+  attention_products = 2 * (cfg.vit.depth + cfg.decoder.depth)
+  call = lambda m, *a: m(*a)
+  bf16, f32 = dots(exact, call, tokens, images, input_mask, mask_ar)
+  assert bf16 == 0 and f32 > attention_products
+  bf16, f32 = dots(rounded, call, tokens, images, input_mask, mask_ar)
+  assert f32 == attention_products and bf16 >= cfg.vit.depth * 4 + 1 + cfg.decoder.depth * 6 + 1
+  sampling = decode.SamplingConfig(max_new_tokens=2)
+  generate = lambda m, *a: decode.generate(m, *a, sampling, eos_id=1)[0]
+  bf16, f32 = dots(rounded, generate, tokens, images, jnp.asarray([12, 12]), mask_ar)
+  assert bf16 > 0 and f32 == attention_products + 2 * cfg.decoder.depth  # the prefill, the loop
+
+
+def test_matmul_operand_dtype_is_checked_and_auto_follows_the_hardware(monkeypatch):
+  from medpalm_m.model import medpalm
+  with pytest.raises(ValueError, match="model.matmul_operand_dtype"):
+    ModelConfig.from_dict({**_config_dict(), "matmul_operand_dtype": "float16"})
+  assert medpalm.resolve_matmul_operand_dtype("float32") == "float32"
+  assert medpalm.resolve_matmul_operand_dtype("bfloat16") == "bfloat16"
+  for has_amx, want in ((True, "bfloat16"), (False, "float32")):
+    monkeypatch.setattr(medpalm, "_cpu_has_amx_bf16", lambda has_amx=has_amx: has_amx)
+    assert medpalm.resolve_matmul_operand_dtype("auto") == want  # the tests run on a CPU
+
+
+def _config_dict() -> dict:
+  return dict(vit=dict(image_size=16, patch_size=8, width=24, depth=1, num_heads=2, mlp_dim=48),
+              decoder=dict(vocab_size=64, width=32, depth=2, num_heads=4, num_kv_heads=2,
+                           head_dim=16, mlp_dim=64), image_token_id=IMG)
