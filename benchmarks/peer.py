@@ -106,14 +106,15 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 10) -> float:
 
 # The two implementations at one size ---------------------------------------------------------
 
-def our_config(size: str, attention_impl: str = "xla") -> ModelConfig:
+def our_config(size: str, attention_impl: str = "xla", matmul_operand_dtype: str = "float32") -> ModelConfig:
   (vw, vd, vh, vm), (w, d, h, kv, hd, m, vocab) = SIZES[size]
   return ModelConfig.from_dict(dict(
       vit=dict(image_size=IMAGE_SIZE, patch_size=PATCH, width=vw, depth=vd, num_heads=vh, mlp_dim=vm),
       decoder=dict(vocab_size=vocab, width=w, depth=d, num_heads=h, num_kv_heads=kv, head_dim=hd,
                    mlp_dim=m, block="sequential", norm="rmsnorm", mlp_activation="geglu",
                    scale_embeddings=True),
-      image_token_id=IMAGE_ID, attention="prefix_lm", dtype="float32", attention_impl=attention_impl))
+      image_token_id=IMAGE_ID, attention="prefix_lm", dtype="float32", attention_impl=attention_impl,
+      matmul_operand_dtype=matmul_operand_dtype))
 
 
 def peer_model(size: str):
@@ -262,14 +263,14 @@ def fmt_times(times: list[float]) -> str:
 
 
 def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
-                 attention_impl: str) -> None:
+                 attention_impl: str, matmul_operand_dtype: str = "float32") -> None:
   print(f"\n## Training step, batch {batch_size} x {NUM_PATCHES + PROMPT_TEXT + TARGET} tokens, AdamW, fp32, "
         f"medpalm_m attention_impl={attention_impl}\n")
   print("| size | params | model GFLOP/step | medpalm_m s/step (median) | peer s/step (median) | "
         "speed-up | medpalm_m % of peak | peer % of peak | runs (ours; peer) |")
   print("|---|---|---|---|---|---|---|---|---|")
   for size in sizes:
-    cfg = our_config(size, attention_impl)
+    cfg = our_config(size, attention_impl, matmul_operand_dtype)
     batch = sequences(batch_size)
     step_flops = flops.training_flops_per_step(cfg, batch_size, batch["tokens"].shape[1], 1)
     ours, peer = alternate(our_train_step(size, batch, cfg), peer_train_step(size, batch), repeats)
@@ -280,14 +281,14 @@ def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
 
 
 def decode_report(sizes: list[str], batch_sizes: list[int], repeats: int, bandwidth: float,
-                  attention_impl: str) -> None:
+                  attention_impl: str, matmul_operand_dtype: str = "float32") -> None:
   print(f"\n## Greedy decoding, {TARGET} new tokens after 1 image + {PROMPT_TEXT} text tokens, fp32, "
         f"medpalm_m attention_impl={attention_impl}\n")
   print("| size | batch | medpalm_m tokens/s (median) | peer tokens/s (median) | speed-up | "
         "medpalm_m % of bandwidth roofline | runs s (ours; peer) |")
   print("|---|---|---|---|---|---|---|")
   for size in sizes:
-    cfg = our_config(size, attention_impl)
+    cfg = our_config(size, attention_impl, matmul_operand_dtype)
     dec = cfg.decoder
     weight_bytes = 4 * dec.num_params()
     for b in batch_sizes:
@@ -313,6 +314,9 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--attention_impl", default="xla",
                       help="medpalm_m's config.model.attention_impl (xla, blocked)")
+  parser.add_argument("--matmul_operand_dtype", default="float32",
+                      help="medpalm_m's config.model.matmul_operand_dtype (float32, bfloat16, auto); "
+                           "the peer stays float32")
   args = parser.parse_args()
   import torch
   torch.set_num_threads(os.cpu_count())
@@ -328,10 +332,11 @@ def main() -> None:
         f"memory read bandwidth (1 GiB sum, best of 10): {bandwidth:.1f} GB/s")
   peak = max(peak_jax, peak_torch)
   if args.what in ("train", "all"):
-    train_report(sizes, args.batch_size, args.repeats, peak, args.attention_impl)
+    train_report(sizes, args.batch_size, args.repeats, peak, args.attention_impl,
+                 matmul_operand_dtype=args.matmul_operand_dtype)
   if args.what in ("decode", "all"):
     decode_report(sizes, [int(b) for b in args.batch_sizes.split(",")], args.repeats, bandwidth,
-                  args.attention_impl)
+                  args.attention_impl, matmul_operand_dtype=args.matmul_operand_dtype)
 
 
 if __name__ == "__main__":
