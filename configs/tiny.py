@@ -29,10 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
       image_pool_tokens=16,
       image_token_id=4,  # fixed by medpalm_m.data.tokenizer: pad 0, eos 1, bos 2, unk 3, <img> 4
       # float32 matmul operands (base's default). bfloat16 operands ("auto": where the CPU has
-      # AMX) take the step from 0.72 to 0.61 s on a 2-core Xeon (glibc keeping its memory; RESULTS),
-      # but the runs then missed the chest
-      # X-ray positive-class F1 margin on the default seed: seeds 0/1/2 cleared 26/26/25 of 27
-      # margins at 650 steps and 26/26/27 at 750 (float32: 27/26/26; benchmarks/RESULTS.md).
+      # AMX) take the step from 0.72 to 0.61 s on a 2-core Xeon (with glibc keeping its memory),
+      # but the runs then missed the chest X-ray positive-class F1 margin on the default seed:
+      # seeds 0/1/2 cleared 26/26/25 of 27 margins at 650 steps and 26/26/27 at 750 (float32:
+      # 27/26/26; benchmarks/RESULTS.md, issue 22's fourth session).
       matmul_operand_dtype="float32",
   )
   c.data.mixture = synthetic.MIXTURE
