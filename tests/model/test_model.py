@@ -328,15 +328,10 @@ def test_bfloat16_matmul_operands_reach_every_weight_matmul_of_the_model_and_its
 def test_matmul_operand_dtype_is_checked_and_auto_follows_the_hardware(monkeypatch):
   from medpalm_m.model import medpalm
   with pytest.raises(ValueError, match="model.matmul_operand_dtype"):
-    ModelConfig.from_dict({**_config_dict(), "matmul_operand_dtype": "float16"})
+    ModelConfig.from_dict({**dataclasses.asdict(small_config()), "matmul_operand_dtype": "float16"})
   assert medpalm.resolve_matmul_operand_dtype("float32") == "float32"
   assert medpalm.resolve_matmul_operand_dtype("bfloat16") == "bfloat16"
   for has_amx, want in ((True, "bfloat16"), (False, "float32")):
     monkeypatch.setattr(medpalm, "_cpu_has_amx_bf16", lambda has_amx=has_amx: has_amx)
     assert medpalm.resolve_matmul_operand_dtype("auto") == want  # the tests run on a CPU
 
-
-def _config_dict() -> dict:
-  return dict(vit=dict(image_size=16, patch_size=8, width=24, depth=1, num_heads=2, mlp_dim=48),
-              decoder=dict(vocab_size=64, width=32, depth=2, num_heads=4, num_kv_heads=2,
-                           head_dim=16, mlp_dim=64), image_token_id=IMG)
