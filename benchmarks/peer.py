@@ -1,6 +1,9 @@
-"""medpalm_m side by side with the `transformers` PaliGemma peer, on this machine's CPU, in fp32.
+"""medpalm_m side by side with the `transformers` PaliGemma peer, on this machine's CPU: float32,
+or bfloat16 matmul inputs on both sides (`--matmul_operand_dtype=bfloat16 --peer_autocast`).
 
-Three measurements, each in one process so both implementations see the same machine state:
+Three measurements. Each side runs in a worker process of its own (ours with the huge pages our
+entry points set, the peer with nothing set), and the two take turns, so both see the same machine
+state without sharing an allocator or thread pools (`--in_process`: both in this process):
 
   roofline  the machine's limits: fp32 matmul peak (jitted 2048x2048 matmul, and torch's for
             comparison) and memory read bandwidth (a jitted sum over 1 GiB).
@@ -174,7 +177,16 @@ def our_train_step(size: str, batch: dict[str, np.ndarray],
   return step
 
 
-def peer_train_step(size: str, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+def peer_precision(autocast: bool):
+  """The peer's counterpart of our bfloat16 matmul operands: torch's CPU autocast, which runs
+  matmuls (and its SDPA) with bfloat16 inputs, and on AMX CPUs through oneDNN's AMX kernels,
+  while the weights and the optimizer stay float32."""
+  import contextlib
+  import torch
+  return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+
+def peer_train_step(size: str, batch: dict[str, np.ndarray], autocast: bool = False) -> Callable[[], None]:
   import torch
   torch.manual_seed(0)
   model = peer_model(size)
@@ -185,7 +197,8 @@ def peer_train_step(size: str, batch: dict[str, np.ndarray]) -> Callable[[], Non
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    loss = model(**inputs, labels=labels).loss
+    with peer_precision(autocast):
+      loss = model(**inputs, labels=labels).loss
     loss.backward()
     optimizer.step()
 
@@ -231,14 +244,14 @@ def our_decoder(size: str, batch: dict[str, np.ndarray],
   return lambda: np.asarray(run(params, tokens, images))
 
 
-def peer_decoder(size: str, batch: dict[str, np.ndarray]) -> Callable[[], object]:
+def peer_decoder(size: str, batch: dict[str, np.ndarray], autocast: bool = False) -> Callable[[], object]:
   import torch
   torch.manual_seed(0)
   model = peer_model(size).eval()
   inputs = peer_inputs(batch, prompt_only=True)
 
   def run():
-    with torch.inference_mode():
+    with torch.inference_mode(), peer_precision(autocast):
       return model.generate(**inputs, max_new_tokens=TARGET, min_new_tokens=TARGET, do_sample=False,
                             eos_token_id=None, pad_token_id=0)
 
@@ -247,14 +260,86 @@ def peer_decoder(size: str, batch: dict[str, np.ndarray]) -> Callable[[], object
 
 # Reports --------------------------------------------------------------------------------------
 
-def alternate(ours: Callable, peer: Callable, repeats: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+# Each side in its own process (the default): in one process, beside torch, our training step took
+# 7.4 s where it took 5.1 s alone (3.96 s with the huge pages our entry points run with), so a
+# shared process measures the co-tenancy, not the implementation. The workers still take turns, so
+# both see the same machine state.
+
+def _serve(conn, spec: tuple) -> None:
+  """A worker process: build one side's callable from `spec`, then run it and send its time back
+  each time it is asked, until it is told to stop."""
+  import torch
+  torch.set_num_threads(os.cpu_count())
+  fn = _build(*spec)
+  conn.send("ready")
+  while conn.recv():
+    start = time.perf_counter()
+    fn()
+    conn.send(time.perf_counter() - start)
+
+
+def _build(what: str, side: str, size: str, batch_size: int, model_cfg: dict, peer_autocast: bool):
+  batch = sequences(batch_size)
+  cfg = ModelConfig.from_dict(model_cfg)
+  if what == "train":
+    return our_train_step(size, batch, cfg) if side == "ours" else peer_train_step(size, batch, peer_autocast)
+  return our_decoder(size, batch, cfg) if side == "ours" else peer_decoder(size, batch, peer_autocast)
+
+
+class Worker:
+  """One side in a spawned process; calling it runs the side once and returns the seconds it took."""
+
+  def __init__(self, spec: tuple, env: dict[str, str]):
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    self.conn, child = context.Pipe()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # a spawned process starts with the parent's environment
+    try:
+      self.process = context.Process(target=_serve, args=(child, spec), daemon=True)
+      self.process.start()
+    finally:
+      for k, v in saved.items():
+        if v is None:
+          os.environ.pop(k)
+        else:
+          os.environ[k] = v
+    if self.conn.recv() != "ready":
+      raise RuntimeError(f"worker for {spec[:3]} did not start")
+
+  def __call__(self) -> float:
+    self.conn.send(True)
+    return self.conn.recv()
+
+  def close(self) -> None:
+    self.conn.send(False)
+    self.process.join()
+
+
+def sides(what: str, size: str, batch_size: int, cfg: ModelConfig, peer_autocast: bool,
+          in_process: bool) -> tuple[Callable[[], float], Callable[[], float], Callable[[], None]]:
+  """(ours, peer, close): callables that run one side once and return its seconds. Ours runs as
+  `python -m medpalm_m.train` and `evaluate` run, with glibc's huge pages (medpalm_m.allocator);
+  the peer as a user runs it, with nothing set."""
+  if in_process:
+    fns = [_build(what, side, size, batch_size, dataclasses.asdict(cfg), peer_autocast) for side in ("ours", "peer")]
+    return (lambda: timed(fns[0], 1)[0]), (lambda: timed(fns[1], 1)[0]), (lambda: None)
+  from medpalm_m import allocator
+  ours = Worker((what, "ours", size, batch_size, dataclasses.asdict(cfg), peer_autocast),
+                {allocator.TUNABLES: allocator.HUGE_PAGES})
+  peer = Worker((what, "peer", size, batch_size, dataclasses.asdict(cfg), peer_autocast), {})
+  return ours, peer, lambda: (ours.close(), peer.close())
+
+
+def alternate(ours: Callable[[], float], peer: Callable[[], float], repeats: int,
+              warmup: int = 1) -> tuple[list[float], list[float]]:
   for _ in range(warmup):
     ours()
     peer()
   ours_t, peer_t = [], []
   for _ in range(repeats):
-    ours_t += timed(ours, 1)
-    peer_t += timed(peer, 1)
+    ours_t.append(ours())
+    peer_t.append(peer())
   return ours_t, peer_t
 
 
@@ -262,10 +347,16 @@ def fmt_times(times: list[float]) -> str:
   return ", ".join(f"{t:.3f}" for t in times)
 
 
+def precision_line(matmul_operand_dtype: str, peer_autocast: bool) -> str:
+  return (f"medpalm_m matmul operands {matmul_operand_dtype}, peer "
+          f"{'torch.autocast bfloat16' if peer_autocast else 'float32'}")
+
+
 def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
-                 attention_impl: str, matmul_operand_dtype: str = "float32") -> None:
-  print(f"\n## Training step, batch {batch_size} x {NUM_PATCHES + PROMPT_TEXT + TARGET} tokens, AdamW, fp32, "
-        f"medpalm_m attention_impl={attention_impl}\n")
+                 attention_impl: str, matmul_operand_dtype: str = "float32",
+                 peer_autocast: bool = False, in_process: bool = False) -> None:
+  print(f"\n## Training step, batch {batch_size} x {NUM_PATCHES + PROMPT_TEXT + TARGET} tokens, AdamW, "
+        f"{precision_line(matmul_operand_dtype, peer_autocast)}, medpalm_m attention_impl={attention_impl}\n")
   print("| size | params | model GFLOP/step | medpalm_m s/step (median) | peer s/step (median) | "
         "speed-up | medpalm_m % of peak | peer % of peak | runs (ours; peer) |")
   print("|---|---|---|---|---|---|---|---|---|")
@@ -273,7 +364,9 @@ def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
     cfg = our_config(size, attention_impl, matmul_operand_dtype)
     batch = sequences(batch_size)
     step_flops = flops.training_flops_per_step(cfg, batch_size, batch["tokens"].shape[1], 1)
-    ours, peer = alternate(our_train_step(size, batch, cfg), peer_train_step(size, batch), repeats)
+    ours_side, peer_side, close = sides("train", size, batch_size, cfg, peer_autocast, in_process)
+    ours, peer = alternate(ours_side, peer_side, repeats)
+    close()
     mo, mp = statistics.median(ours), statistics.median(peer)
     print(f"| {size} | {cfg.num_params()['total'] / 1e6:.1f}M | {step_flops / 1e9:.0f} | {mo:.3f} | {mp:.3f} | "
           f"{mp / mo:.2f}x | {100 * step_flops / mo / 1e9 / peak:.0f}% | "
@@ -281,9 +374,10 @@ def train_report(sizes: list[str], batch_size: int, repeats: int, peak: float,
 
 
 def decode_report(sizes: list[str], batch_sizes: list[int], repeats: int, bandwidth: float,
-                  attention_impl: str, matmul_operand_dtype: str = "float32") -> None:
-  print(f"\n## Greedy decoding, {TARGET} new tokens after 1 image + {PROMPT_TEXT} text tokens, fp32, "
-        f"medpalm_m attention_impl={attention_impl}\n")
+                  attention_impl: str, matmul_operand_dtype: str = "float32",
+                  peer_autocast: bool = False, in_process: bool = False) -> None:
+  print(f"\n## Greedy decoding, {TARGET} new tokens after 1 image + {PROMPT_TEXT} text tokens, "
+        f"{precision_line(matmul_operand_dtype, peer_autocast)}, medpalm_m attention_impl={attention_impl}\n")
   print("| size | batch | medpalm_m tokens/s (median) | peer tokens/s (median) | speed-up | "
         "medpalm_m % of bandwidth roofline | runs s (ours; peer) |")
   print("|---|---|---|---|---|---|---|")
@@ -292,8 +386,9 @@ def decode_report(sizes: list[str], batch_sizes: list[int], repeats: int, bandwi
     dec = cfg.decoder
     weight_bytes = 4 * dec.num_params()
     for b in batch_sizes:
-      batch = sequences(b)
-      ours, peer = alternate(our_decoder(size, batch, cfg), peer_decoder(size, batch), repeats)
+      ours_side, peer_side, close = sides("decode", size, b, cfg, peer_autocast, in_process)
+      ours, peer = alternate(ours_side, peer_side, repeats)
+      close()
       mo, mp = statistics.median(ours), statistics.median(peer)
       # The roofline counts only the decode steps' unavoidable reads: all decoder weights once per
       # step, plus the KV cache each step attends over (MQA: 2 x kv heads x head dim per token).
@@ -316,7 +411,13 @@ def main() -> None:
                       help="medpalm_m's config.model.attention_impl (xla, blocked)")
   parser.add_argument("--matmul_operand_dtype", default="float32",
                       help="medpalm_m's config.model.matmul_operand_dtype (float32, bfloat16, auto); "
-                           "the peer stays float32")
+                           "the peer stays float32 unless --peer_autocast")
+  parser.add_argument("--peer_autocast", action="store_true",
+                      help="run the peer's forward passes under torch.autocast('cpu', bfloat16), the "
+                           "counterpart of --matmul_operand_dtype=bfloat16")
+  parser.add_argument("--in_process", action="store_true",
+                      help="run both sides in this one process (before 2026-12-03 the only way; it "
+                           "slowed ours by up to 45%%) instead of a worker process each")
   args = parser.parse_args()
   import torch
   torch.set_num_threads(os.cpu_count())
@@ -333,10 +434,12 @@ def main() -> None:
   peak = max(peak_jax, peak_torch)
   if args.what in ("train", "all"):
     train_report(sizes, args.batch_size, args.repeats, peak, args.attention_impl,
-                 matmul_operand_dtype=args.matmul_operand_dtype)
+                 matmul_operand_dtype=args.matmul_operand_dtype, peer_autocast=args.peer_autocast,
+                 in_process=args.in_process)
   if args.what in ("decode", "all"):
     decode_report(sizes, [int(b) for b in args.batch_sizes.split(",")], args.repeats, bandwidth,
-                  args.attention_impl, matmul_operand_dtype=args.matmul_operand_dtype)
+                  args.attention_impl, matmul_operand_dtype=args.matmul_operand_dtype,
+                  peer_autocast=args.peer_autocast, in_process=args.in_process)
 
 
 if __name__ == "__main__":
