@@ -7,20 +7,59 @@ downloads. `python -m medpalm_m.data build` is the command line of both.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 TOKENIZER_VOCAB_SIZE = 2048
 _TOKENIZER_SAMPLES_PER_TASK = 1500
 
 
+LOCK_FILE = ".medpalm_m_build.lock"
+
+
+@contextlib.contextmanager
+def build_lock(data_dir: str, verbose: bool = True) -> Iterator[None]:
+  """One builder of a data_dir at a time, across processes: three seeds launched at once on a fresh
+  data_dir each began the same datasets, and two of them died on TFDS's "Cannot rename
+  ... incomplete.* Destination ... already exists". Whoever waits then finds them prepared. An
+  advisory lock (flock) on a file in data_dir, released when the process ends however it ends."""
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+    lock = open(os.path.join(data_dir, LOCK_FILE), "a")
+  except OSError:
+    # A read-only data_dir (a shared, prepared copy) cannot be built into by anyone: nothing to
+    # guard, and TFDS names the problem if something there still needs building.
+    yield
+    return
+  with lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      if verbose:
+        print(f"waiting for another process building datasets under {data_dir}", flush=True)
+      fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_synthetic(data_dir: str, *, verbose: bool = True) -> dict[str, float]:
-  """Prepare every synthetic builder under data_dir (skipping prepared ones) and the tokenizer.
+  """Prepare every synthetic builder under data_dir (skipping prepared ones) and the tokenizer,
+  one process at a time (`build_lock`).
 
   Returns seconds spent per builder (0 for one already prepared) and on the tokenizer; with
   `verbose`, one line per builder actually built, none for those already there.
   """
+  data_dir = os.path.expanduser(data_dir)
+  with build_lock(data_dir, verbose):
+    return _build_synthetic(data_dir, verbose)
+
+
+def _build_synthetic(data_dir: str, verbose: bool) -> dict[str, float]:
   import tensorflow_datasets as tfds
 
   from medpalm_m.data import pipeline, synthetic, tokenizer
@@ -74,8 +113,16 @@ def prepare(data_dir: str, manual_dirs: Mapping[str, str], *,
   `builder_options` gives {task: {option: value}} (the builder's OPTIONS, e.g. PrecisionFDA's
   train_fraction); a dataset already prepared with other option values is refused rather than
   silently kept. Training calls this on first use when the config gives `data.manual_dirs`.
-  Returns seconds spent per builder (0 for one already prepared).
+  One process at a time (`build_lock`). Returns seconds spent per builder (0 for one already
+  prepared).
   """
+  data_dir = os.path.expanduser(data_dir)
+  with build_lock(data_dir, verbose):
+    return _prepare(data_dir, manual_dirs, builder_options, skip_malformed, verbose)
+
+
+def _prepare(data_dir: str, manual_dirs: Mapping[str, str], builder_options, skip_malformed: bool,
+             verbose: bool) -> dict[str, float]:
   import tensorflow_datasets as tfds
 
   from medpalm_m.data import tasks
