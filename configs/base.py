@@ -73,6 +73,10 @@ def get_config() -> ml_collections.ConfigDict:
       # `examples` examples come from `mixture` ({task: weight}, tasks of config.data.mixture),
       # the rest from config.data.mixture; 0: none (the paper has none).
       opening=dict(examples=0, mixture={}),
+      # {task: {option: copies}}: each training example of a classification task whose answer is
+      # `option` appears `copies` times an epoch (medpalm_m.data.pipeline.Upsampling), as the
+      # paper up-samples rare classes. Empty: none (the real builders already store the paper's).
+      upsample={},
   )
   c.train = dict(
       num_steps=1000,

@@ -38,9 +38,12 @@ def _decode(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class TaskSource:
-  """Random-access formatted examples of one task's split; exemplars come from its train split."""
+  """Random-access formatted examples of one task's split; exemplars come from its train split.
+  `copies_by_label` ({option index: copies}) repeats each record whose answer is that option, as
+  the paper up-samples rare classes (`Upsampling`); a copy is the same example, exemplars included."""
 
-  def __init__(self, task: tasks_lib.Task, split: str, data_dir: str, seed: int = 0):
+  def __init__(self, task: tasks_lib.Task, split: str, data_dir: str, seed: int = 0,
+               copies_by_label: Mapping[int, int] | None = None):
     self.task, self.split, self.seed = task, split, seed
     builder = task.builder(data_dir=data_dir)
     if not builder.is_prepared():
@@ -69,9 +72,26 @@ class TaskSource:
                            f"needs {task.num_exemplars} exemplars but the {task.exemplar_split} "
                            f"split has {len(self.exemplars)} records")
     self._task_hash = zlib.crc32(task.name.encode())
+    # Position in this source -> record index; None: the identity.
+    self._record_of: np.ndarray | None = None
+    if copies_by_label:
+      self._record_of = self._upsampled(copies_by_label)
+
+  def _upsampled(self, copies_by_label: Mapping[int, int]) -> np.ndarray:
+    copies = np.ones(len(self.records), np.int64)
+    for index in range(len(self.records)):
+      record = _decode(self.records[index])
+      try:
+        label = self.task.formatter(record, [])["label"]
+      except Exception as e:
+        raise ExampleError({"task": self.task.name, "id": record.get("id", index)},
+                           f"config.data.upsample needs the example's label ({type(e).__name__}: {e}); "
+                           "up-sample only classification tasks") from e
+      copies[index] = copies_by_label.get(int(label), 1)
+    return np.repeat(np.arange(len(self.records)), copies)
 
   def __len__(self) -> int:
-    return len(self.records)
+    return len(self.records) if self._record_of is None else len(self._record_of)
 
   def exemplar_indices(self, index: int) -> list[int]:
     """A fixed choice of exemplars per example (never the example itself)."""
@@ -87,6 +107,8 @@ class TaskSource:
     return picked
 
   def __getitem__(self, index: int) -> dict[str, Any]:
+    if self._record_of is not None:
+      index = int(self._record_of[index])
     record = _decode(self.records[index])
     exemplars = [_decode(self.exemplars[j]) for j in self.exemplar_indices(index)]
     try:
@@ -239,6 +261,36 @@ class Opening:
                mixture=mixtures.normalize(weights, where="config.data.opening.mixture"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Upsampling:
+  """config.data.upsample, {task: {option: copies}}: each training example of the task whose answer
+  is that option appears `copies` times per epoch. The paper up-samples rare classes this way
+  (MIMIC-CXR positives x2 for four conditions, VinDr-Mammo BI-RADS 2-5 x3; the real builders
+  store those copies). Validated here so a typo names its key instead of training without it."""
+  copies: Mapping[str, Mapping[int, int]]  # task -> {option index: copies}
+
+  @classmethod
+  def from_config(cls, data: Mapping[str, Any]) -> "Upsampling":
+    copies: dict[str, dict[int, int]] = {}
+    for task_name, by_option in dict(data.get("upsample") or {}).items():
+      where = f"config.data.upsample[{task_name!r}]"
+      if task_name not in {t for t, w in data["mixture"].items() if w > 0}:
+        raise ValueError(f"{where}: the task is not in config.data.mixture; up-sample a task the run "
+                         "trains on, or remove the entry")
+      options = tasks_lib.get(task_name).options
+      if not options:
+        raise ValueError(f"{where}: the task has no answer options; only classification tasks can be "
+                         "up-sampled by answer")
+      copies[task_name] = {}
+      for option, count in dict(by_option).items():
+        if option not in options:
+          raise ValueError(f"{where}: {option!r} is not one of the task's options {list(options)}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+          raise ValueError(f"{where}[{option!r}] must be a whole number of copies >= 1, got {count!r}")
+        copies[task_name][options.index(option)] = count
+    return cls(copies=copies)
+
+
 class OpeningMix(grain.MapDataset):
   """Element i is the opening's element i for i < `length`, else the main stream's i - length:
   a position-wise function, so resume and process sharding work as for one mixture."""
@@ -300,11 +352,13 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
                   every_task_per_batch: bool = False,
                   augmentation: augment.Augmentation | None = None,
                   opening: Opening | None = None,
+                  upsampling: Upsampling | None = None,
                   prefetch_in_thread: bool = False) -> grain.IterDataset:
   """The infinite training stream of this process: batches of `batch_size // process_count`
   rows, each one example or, with `packing`, several. `every_task_per_batch` puts every task of
   the mixture in every global batch (the paper's constraint); `augmentation` augments the images
   of the tasks it names; `opening` draws the stream's first examples from another mixture;
+  `upsampling` repeats a task's training examples by answer;
   `prefetch_in_thread` (without worker processes) prepares the next batch while the caller
   computes."""
   if batch_size % process_count:
@@ -318,7 +372,8 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
   if every_task_per_batch and opening is not None:
     raise ValueError("config.data.opening needs config.data.every_task_per_batch=False")
   names = sorted(mixture)
-  streams = _task_streams(names, data_dir, seed)
+  upsample = upsampling.copies if upsampling is not None else {}
+  streams = _task_streams(names, data_dir, seed, upsample)
   weights = [mixture[n] for n in names]
   if every_task_per_batch:
     mixed = EveryTaskMix(streams, weights, batch_size, seed)
@@ -328,7 +383,7 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
     opening_names = sorted(opening.mixture)
     # Its own shuffles (another seed), so the main phase does not replay the opening's examples
     # in the opening's order.
-    opening_streams = _task_streams(opening_names, data_dir, seed + _OPENING_SEED_OFFSET)
+    opening_streams = _task_streams(opening_names, data_dir, seed + _OPENING_SEED_OFFSET, upsample)
     opening_mixed = grain.MapDataset.mix(opening_streams, [opening.mixture[n] for n in opening_names])
     mixed = OpeningMix(opening_mixed, mixed, opening.examples)
   if augmentation is not None:
@@ -361,9 +416,12 @@ def train_dataset(mixture: Mapping[str, float], data_dir: str, preprocessor: Pre
 _OPENING_SEED_OFFSET = 104_729
 
 
-def _task_streams(names: Sequence[str], data_dir: str, seed: int) -> list[grain.MapDataset]:
-  """Each task's training split, shuffled per epoch (task i's shuffle seeded by seed + i), repeated."""
-  return [grain.MapDataset.source(TaskSource(tasks_lib.get(name), "train", data_dir, seed))
+def _task_streams(names: Sequence[str], data_dir: str, seed: int,
+                  upsample: Mapping[str, Mapping[int, int]]) -> list[grain.MapDataset]:
+  """Each task's training split (up-sampled where `upsample` names it), shuffled per epoch (task
+  i's shuffle seeded by seed + i), repeated."""
+  return [grain.MapDataset.source(TaskSource(tasks_lib.get(name), "train", data_dir, seed,
+                                             copies_by_label=upsample.get(name)))
           .seed(seed + i).shuffle().repeat() for i, name in enumerate(names)]
 
 
@@ -377,10 +435,11 @@ def eval_examples(task: tasks_lib.Task, data_dir: str, split: str = "test", *,
   return ds
 
 
-def first_examples(mixture: Mapping[str, float], data_dir: str, n: int, seed: int = 0) -> Iterator[dict]:
+def first_examples(mixture: Mapping[str, float], data_dir: str, n: int, seed: int = 0,
+                   upsampling: Upsampling | None = None) -> Iterator[dict]:
   """The mixture's first n training examples, before preprocessing (for people to look at)."""
   names = sorted(mixture)
-  streams = _task_streams(names, data_dir, seed)
+  streams = _task_streams(names, data_dir, seed, upsampling.copies if upsampling is not None else {})
   mixed = grain.MapDataset.mix(streams, [mixture[t] for t in names])
   for i in range(n):
     yield mixed[i]

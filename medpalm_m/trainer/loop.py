@@ -94,7 +94,8 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       num_workers=cfg.data.num_workers, packing=packing,
       every_task_per_batch=cfg.data.every_task_per_batch,
       augmentation=augment.Augmentation.from_config(cfg.data.augmentation, cfg.seed),
-      opening=pipeline.Opening.from_config(cfg.data), prefetch_in_thread=True)
+      opening=pipeline.Opening.from_config(cfg.data),
+      upsampling=pipeline.Upsampling.from_config(cfg.data), prefetch_in_thread=True)
   data_iterator = iter(dataset)
   try:
     return _run(cfg, workdir, trainer, tokenizer, data_iterator, mixture, task_names, guard, ckpt_dir)

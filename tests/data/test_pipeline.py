@@ -414,3 +414,33 @@ def test_opening_config_is_checked_by_key():
     pipeline.Opening.from_config({**data, "opening": {"examples": -1, "mixture": {}}})
   with pytest.raises(ValueError, match="every_task_per_batch=False"):
     pipeline.Opening.from_config({**data, "every_task_per_batch": True})
+
+
+def test_upsampling_repeats_each_example_of_the_named_answer_and_nothing_else(synthetic_data_dir):
+  task = tasks.get("synthetic_mimic_cxr_classification")
+  plain = pipeline.TaskSource(task, "train", synthetic_data_dir)
+  upsampled = pipeline.TaskSource(task, "train", synthetic_data_dir, copies_by_label={1: 3})
+  labels = [plain[i]["label"] for i in range(len(plain))]
+  positives = sum(labels)
+  assert 0 < positives < len(plain)
+  assert len(upsampled) == len(plain) + 2 * positives
+  seen = collections.Counter((ex["id"], ex["prompt"]) for ex in (upsampled[i] for i in range(len(upsampled))))
+  for i in range(len(plain)):
+    assert seen[(plain[i]["id"], plain[i]["prompt"])] == (3 if labels[i] == 1 else 1)
+  # Evaluation never goes through it: the test split is read as built.
+  assert len(pipeline.eval_examples(task, synthetic_data_dir)) == len(pipeline.TaskSource(task, "test", synthetic_data_dir))
+
+
+def test_upsampling_config_is_checked_by_key():
+  mixture = {"synthetic_mimic_cxr_classification": 1.0, "synthetic_medqa": 1.0}
+  ok = pipeline.Upsampling.from_config(dict(mixture=mixture, upsample={"synthetic_mimic_cxr_classification": {"Yes": 2}}))
+  assert ok.copies == {"synthetic_mimic_cxr_classification": {1: 2}}
+  assert pipeline.Upsampling.from_config(dict(mixture=mixture, upsample={})).copies == {}
+  bad = [({"synthetic_slake": {"Yes": 2}}, r"upsample\['synthetic_slake'\].*not in config.data.mixture"),
+         ({"synthetic_mimic_cxr_classification": {"Maybe": 2}}, r"'Maybe' is not one of the task's options"),
+         ({"synthetic_mimic_cxr_classification": {"Yes": 0}}, r"\['Yes'\] must be a whole number of copies"),
+         ({"synthetic_mimic_cxr_classification": {"Yes": 1.5}}, r"whole number"),
+         ({"synthetic_medqa": {"A": 2}}, r"upsample\['synthetic_medqa'\].*no answer options")]
+  for upsample, message in bad:
+    with pytest.raises(ValueError, match=message):
+      pipeline.Upsampling.from_config(dict(mixture=mixture, upsample=upsample))
