@@ -18,7 +18,7 @@ EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
                      if f.endswith(".py") and f[:-3] not in NOT_EXPERIMENTS)
 # Values that are whole, not schemas: their keys are data (task names, regexes, axis names).
 FREE_FORM = {"data.mixture", "data.opening.mixture", "data.manual_dirs", "data.builder_options",
-             "data.augmentation.ops", "train.task_loss_weights",
+             "data.augmentation.ops", "data.upsample", "train.task_loss_weights",
              "optimizer.lr_multipliers", "evals"}
 
 

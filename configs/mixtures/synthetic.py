@@ -59,3 +59,10 @@ TASK_LOSS_WEIGHTS = {
     "synthetic_precision_fda": 3.0,
     "synthetic_mimic_cxr_classification": 3.0,
 }
+
+# Training copies of each example by answer (config.data.upsample), as the paper up-samples the
+# positives of MIMIC-CXR classification x2 (four of its conditions; every synthetic condition is
+# at 40% prevalence): configs/tiny.py has what it measured.
+UPSAMPLE = {
+    "synthetic_mimic_cxr_classification": {"Yes": 2},
+}
