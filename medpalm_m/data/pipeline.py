@@ -274,10 +274,10 @@ class Upsampling:
     copies: dict[str, dict[int, int]] = {}
     for task_name, by_option in dict(data.get("upsample") or {}).items():
       where = f"config.data.upsample[{task_name!r}]"
-      if task_name not in {t for t, w in data["mixture"].items() if w > 0}:
-        raise ValueError(f"{where}: the task is not in config.data.mixture; up-sample a task the run "
-                         "trains on, or remove the entry")
-      options = tasks_lib.get(task_name).options
+      try:
+        options = tasks_lib.get(task_name).options
+      except KeyError as e:
+        raise ValueError(f"{where}: {e.args[0]}") from e
       if not options:
         raise ValueError(f"{where}: the task has no answer options; only classification tasks can be "
                          "up-sampled by answer")
@@ -288,7 +288,10 @@ class Upsampling:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
           raise ValueError(f"{where}[{option!r}] must be a whole number of copies >= 1, got {count!r}")
         copies[task_name][options.index(option)] = count
-    return cls(copies=copies)
+    # A registered task the mixture leaves out has nothing to up-sample (as for
+    # config.train.task_loss_weights): a config derived from configs/tiny.py may train other tasks.
+    trained = {t for t, w in data["mixture"].items() if w > 0}
+    return cls(copies={t: c for t, c in copies.items() if t in trained})
 
 
 class OpeningMix(grain.MapDataset):
