@@ -1,8 +1,8 @@
 """medpalm_m side by side with the `transformers` PaliGemma peer, on this machine's CPU: float32,
 or bfloat16 matmul inputs on both sides (`--matmul_operand_dtype=bfloat16 --peer_autocast`).
 
-Three measurements. Each side runs in a worker process of its own (ours with the huge pages our
-entry points set, the peer with nothing set), and the two take turns, so both see the same machine
+Three measurements. Each side runs in a worker process of its own (ours with the glibc tunables
+our entry points set, medpalm_m/allocator.py; the peer with nothing set), and the two take turns, so both see the same machine
 state without sharing an allocator or thread pools (`--in_process`: both in this process):
 
   roofline  the machine's limits: fp32 matmul peak (jitted 2048x2048 matmul, and torch's for
@@ -319,14 +319,14 @@ class Worker:
 def sides(what: str, size: str, batch_size: int, cfg: ModelConfig, peer_autocast: bool,
           in_process: bool) -> tuple[Callable[[], float], Callable[[], float], Callable[[], None]]:
   """(ours, peer, close): callables that run one side once and return its seconds. Ours runs as
-  `python -m medpalm_m.train` and `evaluate` run, with glibc's huge pages (medpalm_m.allocator);
+  `python -m medpalm_m.train` and `evaluate` run, with their glibc tunables (medpalm_m.allocator);
   the peer as a user runs it, with nothing set."""
   if in_process:
     fns = [_build(what, side, size, batch_size, dataclasses.asdict(cfg), peer_autocast) for side in ("ours", "peer")]
     return (lambda: timed(fns[0], 1)[0]), (lambda: timed(fns[1], 1)[0]), (lambda: None)
   from medpalm_m import allocator
   ours = Worker((what, "ours", size, batch_size, dataclasses.asdict(cfg), peer_autocast),
-                {allocator.TUNABLES: allocator.HUGE_PAGES})
+                {allocator.TUNABLES: allocator.tunables()})
   peer = Worker((what, "peer", size, batch_size, dataclasses.asdict(cfg), peer_autocast), {})
   return ours, peer, lambda: (ours.close(), peer.close())
 

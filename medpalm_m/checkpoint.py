@@ -67,14 +67,22 @@ def _absl_level(level: int | None) -> Iterator[None]:
     logging.set_verbosity(previous)
 
 
+# What a checkpoint writes beyond its arrays' bytes: orbax's metadata (sharding, array metadata,
+# manifests: 0.2 MB for tests/small_config.py's 1.1 MB state, growing with the number of arrays)
+# and the data iterator's state.
+_CHECKPOINT_OVERHEAD = (1.05, 256 * 2**10)
+
+
 def check_room(directory: str, state_bytes: int) -> None:
   """Raise OSError(ENOSPC) when the disk cannot hold one more checkpoint of `state_bytes`: the
   old ones are deleted only after the new one is committed. orbax would find out in its writer
   threads, and print a traceback for each of their pending callbacks."""
   free = shutil.disk_usage(directory).free
-  if free < state_bytes:
+  scale, extra = _CHECKPOINT_OVERHEAD
+  needed = int(state_bytes * scale) + extra
+  if free < needed:
     raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a checkpoint needs about "
-                  f"{state_bytes / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free", directory)
+                  f"{needed / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free", directory)
 
 
 def _os_failure(error: BaseException) -> tuple[str, str] | None:
@@ -104,6 +112,34 @@ class _DropOrbaxErrors(std_logging.Filter):
 _DROP_ORBAX_ERRORS = _DropOrbaxErrors()
 
 
+def _is_late_write_callback(unraisable) -> bool:
+  """A tensorstore write finishing after the async save that awaited it failed (a disk that fills
+  during the write) hands its result to that save's event loop, closed by then, and tensorstore
+  reports the RuntimeError as unraisable, once per pending write: hundreds of tracebacks. The
+  result is no longer wanted, and the save's own error says what happened."""
+  tb = unraisable.exc_traceback
+  if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed" \
+      or tb is None:
+    return False
+  while tb.tb_next is not None:
+    tb = tb.tb_next
+  return tb.tb_frame.f_code.co_name == "_check_closed"
+
+
+def _install_late_callback_filter() -> None:
+  import sys
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_late_write_callbacks", False):
+    return
+
+  def unraisablehook(unraisable):
+    if not _is_late_write_callback(unraisable):
+      previous(unraisable)
+
+  unraisablehook.drops_late_write_callbacks = True
+  sys.unraisablehook = unraisablehook
+
+
 def param_signature(params: dict[str, Any]) -> dict[str, list]:
   return {k: [list(v.shape), str(np.dtype(v.dtype))] for k, v in params.items()}
 
@@ -122,6 +158,7 @@ class Checkpointer:
                                              max_to_keep=None, save_root_metadata=False)
     else:
       logging.get_absl_logger().addFilter(_DROP_ORBAX_ERRORS)
+      _install_late_callback_filter()
       options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              cleanup_tmp_directories=True,
                                              enable_async_checkpointing=async_save)
@@ -143,8 +180,11 @@ class Checkpointer:
       # orbax creates the step's folder in a background thread and waits for it in a barrier
       # that times out after 300 s: an unwritable directory must fail here, in milliseconds.
       check_writable(self.directory)
-      check_room(self.directory, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
+      # orbax waits for the previous async save before it starts this one anyway; waiting here
+      # first lets the free space below count what that save wrote.
+      self.manager.wait_until_finished()
       self.manager.check_for_errors()  # the previous async save's failure (a full disk)
+      check_room(self.directory, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
       self.manager.save(step, args=ocp.args.Composite(**items), force=force)
     except Exception as e:  # noqa: BLE001: turned into one error naming the path and OS error
       raise self._save_error(step, e) from e

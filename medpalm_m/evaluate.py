@@ -23,7 +23,7 @@ library is `medpalm_m.evaluation`.
 from medpalm_m import allocator
 
 if __name__ == "__main__":
-  allocator.restart_with_huge_pages()
+  allocator.restart_with_tunables()
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402

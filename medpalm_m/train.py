@@ -9,7 +9,7 @@ checkpoint stops with one `error:` line, exit 1. The loop is `medpalm_m.trainer.
 from medpalm_m import allocator, preemption
 
 if __name__ == "__main__":
-  allocator.restart_with_huge_pages()  # before the SIGTERM handler, which the restart would drop
+  allocator.restart_with_tunables()  # before the SIGTERM handler, which the restart would drop
 
 # From the first line on, SIGTERM is a request to stop, not a kill: a preemption that lands
 # during imports or compilation still exits 0 and says what was saved.

@@ -1,4 +1,4 @@
-"""The entry points restart once with glibc's huge-page tunable (medpalm_m.allocator)."""
+"""The entry points restart once with glibc's tunables for XLA:CPU (medpalm_m.allocator)."""
 
 import ast
 import os
@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOW = ("import os, sys; from medpalm_m import allocator; "
         "print(os.getpid(), os.environ.get('GLIBC_TUNABLES'), flush=True); "
-        "allocator.restart_with_huge_pages()")
+        "allocator.restart_with_tunables()")
 
 
 def run_showing_env(tunables: str | None) -> list[str]:
@@ -24,14 +24,18 @@ def run_showing_env(tunables: str | None) -> list[str]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc tunable")
-def test_the_process_restarts_once_in_place_with_huge_pages_and_keeps_other_tunables():
+def test_the_process_restarts_once_in_place_with_the_tunables_and_keeps_the_users():
+  from medpalm_m import allocator
+  ours = ":".join(f"{k}={v}" for k, v in allocator.SETTINGS.items())
   first, second = run_showing_env(None)
-  assert first.split()[1] == "None" and second.split()[1] == "glibc.malloc.hugetlb=1"
+  assert first.split()[1] == "None" and second.split()[1] == ours
   assert first.split()[0] == second.split()[0]  # execve: the same pid, so signals still reach it
-  first, second = run_showing_env("glibc.malloc.arena_max=2")
-  assert second.split()[1] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
-  # A user's own hugetlb setting is theirs: no restart.
-  assert len(run_showing_env("glibc.malloc.hugetlb=0")) == 1
+  # A tunable the user set keeps the user's value; the others are added.
+  first, second = run_showing_env("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0")
+  assert second.split()[1] == ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0:glibc.malloc.mmap_max=0:"
+                               "glibc.malloc.trim_threshold=4294967295")
+  # All of them set by the user: no restart.
+  assert len(run_showing_env(ours.replace("hugetlb=1", "hugetlb=0"))) == 1
 
 
 @pytest.mark.parametrize("entry_point", ["train.py", "evaluate.py"])
@@ -42,4 +46,4 @@ def test_the_heavy_entry_points_restart_before_anything_else_runs(entry_point):
                                              and isinstance(node.value, ast.Constant))]
   first_import, first_code = statements[0], statements[1]
   assert isinstance(first_import, ast.ImportFrom) and "allocator" in [a.name for a in first_import.names]
-  assert isinstance(first_code, ast.If) and "restart_with_huge_pages" in ast.unparse(first_code)
+  assert isinstance(first_code, ast.If) and "restart_with_tunables" in ast.unparse(first_code)
