@@ -34,7 +34,7 @@ def _default_run():
     with open(os.path.join(workdir, "config.json")) as f:
       written = json.load(f)
   except FileNotFoundError:
-    pytest.skip(f"no default run in {workdir}: `make run` writes it (~17 min on 2 cores)")
+    pytest.skip(f"no default run in {workdir}: `make run` writes it (~11 min on 2 cores)")
   stale = [key for key in _COMPARED if _get(written, key) != _get(expected, key)]
   if stale:
     pytest.skip(f"{workdir} was trained with another config ({', '.join(stale)} differ from "
