@@ -2,8 +2,9 @@
 or bfloat16 matmul inputs on both sides (`--matmul_operand_dtype=bfloat16 --peer_autocast`).
 
 Three measurements. Each side runs in a worker process of its own (ours with the glibc tunables
-our entry points set, medpalm_m/allocator.py; the peer with nothing set), and the two take turns, so both see the same machine
-state without sharing an allocator or thread pools (`--in_process`: both in this process):
+our entry points set, medpalm_m/allocator.py; the peer with nothing set), and the two take turns,
+so both see the same machine state without sharing an allocator or thread pools (`--in_process`:
+both in this process):
 
   roofline  the machine's limits: fp32 matmul peak (jitted 2048x2048 matmul, and torch's for
             comparison) and memory read bandwidth (a jitted sum over 1 GiB).

@@ -17,6 +17,7 @@ import logging as std_logging
 import os
 import re
 import shutil
+import sys
 from typing import Any, Collection, Iterator
 
 import grain
@@ -70,7 +71,7 @@ def _absl_level(level: int | None) -> Iterator[None]:
 # What a checkpoint writes beyond its arrays' bytes: orbax's metadata (sharding, array metadata,
 # manifests: 0.2 MB for tests/small_config.py's 1.1 MB state, growing with the number of arrays)
 # and the data iterator's state.
-_CHECKPOINT_OVERHEAD = (1.05, 256 * 2**10)
+_OVERHEAD_FACTOR, _OVERHEAD_BYTES = 1.05, 256 * 2**10
 
 
 def check_room(directory: str, state_bytes: int) -> None:
@@ -78,8 +79,7 @@ def check_room(directory: str, state_bytes: int) -> None:
   old ones are deleted only after the new one is committed. orbax would find out in its writer
   threads, and print a traceback for each of their pending callbacks."""
   free = shutil.disk_usage(directory).free
-  scale, extra = _CHECKPOINT_OVERHEAD
-  needed = int(state_bytes * scale) + extra
+  needed = int(state_bytes * _OVERHEAD_FACTOR) + _OVERHEAD_BYTES
   if free < needed:
     raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a checkpoint needs about "
                   f"{needed / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free", directory)
@@ -127,7 +127,6 @@ def _is_late_write_callback(unraisable) -> bool:
 
 
 def _install_late_callback_filter() -> None:
-  import sys
   previous = sys.unraisablehook
   if getattr(previous, "drops_late_write_callbacks", False):
     return

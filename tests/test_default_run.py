@@ -1,9 +1,10 @@
 """The README's claim about `make run`: the tiny default beats every synthetic task's baseline.
 
 Training and evaluating the default takes ~11 minutes on 2 cores, which on top of the suite's ~17
-would break its 20-minute budget, so this test does not train: it checks the evaluation that `make run` wrote (in
-workdirs/tiny, or $MEDPALM_M_DEFAULT_WORKDIR) and skips, saying why, when there is none or when it
-came from a different config. Run `make run` and then `make test` to have it checked.
+would break its 20-minute budget, so this test does not train: it checks the evaluation that
+`make run` wrote (in workdirs/tiny, or $MEDPALM_M_DEFAULT_WORKDIR) and skips, saying why, when
+there is none or when it came from a different config. Run `make run` and then `make test` to have
+it checked.
 """
 
 import json
