@@ -161,6 +161,9 @@ def our_train_step(size: str, batch: dict[str, np.ndarray],
   cfg = runtime.base_config()
   cfg.model = dataclasses.asdict(model_cfg or our_config(size))
   cfg.train.update(batch_size=len(batch["tokens"]), z_loss=0.0)
+  # The layout of `sequences` (BOS + prompt + target + EOS = its length, TARGET tokens of target),
+  # which config.train.loss_positions="auto" reads: the loss projects TARGET + 1 positions a row.
+  cfg.data.update(max_prompt_tokens=NUM_PATCHES + PROMPT_TEXT - 2, max_target_tokens=TARGET)
   cfg.optimizer.update(name="adamw", learning_rate=1e-4, clip_norm=0.0)
   trainer = Trainer(cfg, num_tasks=1)
   state = trainer.init_state()

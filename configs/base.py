@@ -88,6 +88,11 @@ def get_config() -> ml_collections.ConfigDict:
       # with one-token answers pulls little on a token-averaged gradient, whatever its share of
       # the examples. The paper gives none.
       task_loss_weights={},
+      # Positions per row projected onto the vocabulary for the loss (medpalm_m.trainer.state
+      # .loss_position_budget): "auto" (the target's length, twice it for packed rows), "all", or
+      # a number. Only positions that score a target token carry loss; a batch with a row over the
+      # budget projects every position, so the loss is the same whatever the value.
+      loss_positions="auto",
       log_every=20,
       checkpoint_every=200,
       keep_checkpoints=2,

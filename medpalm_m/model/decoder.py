@@ -162,14 +162,21 @@ class Decoder(nnx.Module):
                logits_at: jax.Array | None = None):
     """Embedded inputs x [B, T, D] -> (logits [B, T, vocab] in float32, updated cache).
 
-    With `logits_at` [B] only the logits at that position of each example are computed
-    ([B, 1, vocab]): a prefill needs just the last prompt token's, and projecting every prompt
-    position onto the vocabulary would be most of its work at a large vocabulary.
+    With `logits_at` only the logits at those positions are computed: [B] (one per example:
+    [B, 1, vocab]) or [B, K] ([B, K, vocab]). A prefill needs just the last prompt token's, and
+    training only the positions that predict a target token; projecting every position onto the
+    vocabulary would be most of the work at a large vocabulary.
     """
-    with matmul_operands(self.matmul_operand_dtype):
-      return self._forward(x, positions, mask, cache, cache_index, logits_at)
+    x, new_cache = self.hidden_states(x, positions, mask, cache, cache_index)
+    return self.logits(x, logits_at), new_cache
 
-  def _forward(self, x, positions, mask, cache, cache_index, logits_at):
+  def hidden_states(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
+                    cache: list | None = None, cache_index: jax.Array | None = None):
+    """The last block's output [B, T, D] (before the final norm), and the updated cache."""
+    with matmul_operands(self.matmul_operand_dtype):
+      return self._blocks(x, positions, mask, cache, cache_index)
+
+  def _blocks(self, x, positions, mask, cache, cache_index):
     new_cache = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache[i]
@@ -179,16 +186,23 @@ class Decoder(nnx.Module):
       else:
         x, layer_cache = block(x, positions, mask, layer_cache, cache_index)
       new_cache.append(layer_cache)
-    if logits_at is not None:
-      x = jnp.take_along_axis(x, logits_at[:, None, None], axis=1)
-    x = self.final_norm(x)
-    logits = einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
+    return x, (new_cache if cache is not None else None)
+
+  def logits(self, x: jax.Array, at: jax.Array | None = None) -> jax.Array:
+    """Hidden states [B, T, D] -> float32 logits [B, T, vocab], or only at positions `at` ([B] or
+    [B, K], as `logits_at` of __call__)."""
+    with matmul_operands(self.matmul_operand_dtype):
+      if at is not None:
+        at = at[:, None] if at.ndim == 1 else at
+        x = jnp.take_along_axis(x, at[:, :, None], axis=1)
+      x = self.final_norm(x)
+      logits = einsum("btd,vd->btv", x, self.embedding.value.astype(x.dtype)).astype(jnp.float32)
     if not self.cfg.scale_embeddings:
       logits = logits / math.sqrt(self.cfg.width)
     if self.cfg.final_logit_softcap is not None:
       cap = self.cfg.final_logit_softcap
       logits = jnp.tanh(logits / cap) * cap
-    return logits, (new_cache if cache is not None else None)
+    return logits
 
   def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> list[dict]:
     """One {'k', 'v'[, 'positions']} per layer; CACHE_AXES names their axes for sharding."""

@@ -246,14 +246,22 @@ class MedPaLMM(nnx.Module):
     (1, 2, ... per example) and `positions` [B, T] restarting at 0 in each example; a token then
     attends only within its own example, and the images fill the row's image slots in order.
     """
+    return self.decoder.logits(
+        self.hidden_states(tokens, images, input_mask, mask_ar, segment_ids, positions))
+
+  def hidden_states(self, tokens: jax.Array, images: jax.Array | None, input_mask: jax.Array,
+                    mask_ar: jax.Array, segment_ids: jax.Array | None = None,
+                    positions: jax.Array | None = None) -> jax.Array:
+    """The decoder's last hidden states [B, T, D] (as __call__ takes them); `decoder.logits`
+    projects them, at every position or only at some (training's target positions)."""
     mask = attention_mask(input_mask, self.autoregressive_mask(tokens, mask_ar))
     if segment_ids is not None:
       mask = jnp.logical_and(mask, segment_ids[:, :, None] == segment_ids[:, None, :])
     if positions is None:
       positions = jnp.cumsum(input_mask, axis=1) - 1
     x = self.embed_inputs(tokens, images)
-    logits, _ = self.decoder(x, positions, mask)
-    return logits
+    hidden, _ = self.decoder.hidden_states(x, positions, mask)
+    return hidden
 
 
 def _average_pool(tokens: jax.Array, num_tokens: int) -> jax.Array:

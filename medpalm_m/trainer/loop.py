@@ -76,6 +76,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, previous_handler)
 
 
+def _new_window() -> dict[str, Any]:
+  """What the log line of the next config.train.log_every steps counts."""
+  return {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0,
+          "full_logit_steps": 0}
+
+
 def _train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # Validation: nothing below writes to the workdir until `workdir_lib.start`.
   mixture = mixtures.normalize(dict(cfg.data.mixture))
@@ -147,7 +153,7 @@ def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture:
                                              pipeline.images_per_row(cfg.data))
   num_steps = cfg.train.num_steps
   progress = _progress(start, num_steps)
-  window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
+  window = _new_window()
   totals = {k: np.zeros(len(task_names)) for k in
             ("nll", "tokens", "prompt_truncated", "target_truncated", "dropped")}
   last: dict[str, Any] = {}
@@ -180,6 +186,7 @@ def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture:
       window["steps"] += 1
       window["tokens"] += cfg.train.batch_size * seq_len  # processed tokens, padding included
       window["examples"] += int(metrics["task_examples"].sum())
+      window["full_logit_steps"] += int(metrics["rows_over_loss_positions"] > 0)
       progress.update(step, float(metrics["loss"]))
       if step % cfg.train.log_every == 0 or step == num_steps:
         elapsed = time.perf_counter() - window["time"]
@@ -198,6 +205,8 @@ def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture:
             "truncated_prompts": _nonzero(task_names, totals["prompt_truncated"]),
             "truncated_targets": _nonzero(task_names, totals["target_truncated"]),
             "dropped_examples": _nonzero(task_names, totals["dropped"]),
+            # Steps with a row over config.train.loss_positions (they projected every position).
+            "full_logit_steps": window["full_logit_steps"],
         }
         writer.write(step, last)
         if not progress.interactive:
@@ -205,7 +214,7 @@ def _run(cfg, workdir: str, trainer: Trainer, tokenizer, data_iterator, mixture:
               f"{last['token_accuracy']:.3f} lr {last['learning_rate']:.2e} "
               f"{last['tokens_per_sec']:.0f} tokens/s {last['examples_per_sec']:.1f} examples/s")
         totals = {k: np.zeros(len(task_names)) for k in totals}
-        window = {"time": time.perf_counter(), "steps": 0, "tokens": 0.0, "examples": 0}
+        window = _new_window()
       stopping = any_process(preemption.requested())
       if step % cfg.train.checkpoint_every == 0 or step == num_steps or stopping:
         checkpointer.save(step, state, data_iterator, {**meta, "seen": seen}, force=True)

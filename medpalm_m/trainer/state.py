@@ -24,7 +24,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from medpalm_m import checkpoint as ckpt_lib
 from medpalm_m import sharding
 from medpalm_m.data import mixtures, pipeline, tasks
-from medpalm_m.model.loss import NORMALIZATIONS, next_token_loss_sum, per_example_weights
+from medpalm_m.model.loss import (NORMALIZATIONS, next_token_targets, per_example_weights,
+                                  scatter_positions, scored_loss_sum, scored_positions)
 from medpalm_m.model.template import ModelTemplate
 from medpalm_m.runtime import Runtime
 from medpalm_m.trainer.optimizer import make_optimizer, partition
@@ -44,6 +45,7 @@ class Trainer:
       raise ValueError(f"config.train.loss_normalization={self.loss_normalization!r}; use one of "
                        f"{NORMALIZATIONS} (average over target tokens, or over examples)")
     self.task_loss_weights = _task_loss_weights(cfg, num_tasks)
+    self.loss_positions = loss_position_budget(cfg, self.runtime.spec.length)
     abstract_params = self.runtime.abstract_params
     self.num_params = sum(int(np.prod(p.shape)) for p in abstract_params.values())
     self.num_trained = sum(int(np.prod(p.shape)) for p in partition(cfg, abstract_params)[0].values())
@@ -114,16 +116,33 @@ class Trainer:
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
     model = self.template.bind(params, dropout_key=dropout_key if uses_dropout else None)
-    logits = model(batch["tokens"], batch["images"], batch["input_mask"], batch["mask_ar"],
-                   batch.get("segment_ids"), batch.get("positions"))
+    hidden = model.hidden_states(batch["tokens"], batch["images"], batch["input_mask"],
+                                 batch["mask_ar"], batch.get("segment_ids"), batch.get("positions"))
     token_weights = (per_example_weights(batch["mask_loss"], batch.get("segment_ids"))
                      if self.loss_normalization == "examples" else None)
     if self.task_loss_weights is not None:
       if token_weights is None:
         token_weights = batch["mask_loss"].astype(jnp.float32)
       token_weights = token_weights * jnp.asarray(self.task_loss_weights)[_token_task(batch)]
-    return next_token_loss_sum(logits, batch["tokens"], batch["mask_loss"], self.cfg.train.z_loss,
-                               token_weights)
+    scored = next_token_targets(batch["tokens"], batch["mask_loss"], token_weights)
+    z_loss = self.cfg.train.z_loss
+    every_position = lambda h: scored_loss_sum(model.decoder.logits(h), *scored, z_loss)
+    if self.loss_positions is None:
+      loss_sum, stats = every_position(hidden)
+      return loss_sum, {**stats, "over_budget": jnp.zeros(hidden.shape[:1], bool)}
+    # Only the positions that score a target go through the vocabulary projection and the
+    # softmax (config.train.loss_positions): the rest carry no loss, and in the default run they
+    # are ~94% of the positions. A batch with a row over the budget takes every position, so the
+    # loss and the gradients are the same either way (up to float summation order).
+    positions, over_budget = scored_positions(scored[1], self.loss_positions)
+
+    def budgeted(h):
+      take = lambda a: jnp.take_along_axis(a, positions, axis=1)
+      loss_sum, stats = scored_loss_sum(model.decoder.logits(h, positions), *map(take, scored), z_loss)
+      return loss_sum, {k: scatter_positions(v, positions, h.shape[1]) for k, v in stats.items()}
+
+    loss_sum, stats = jax.lax.cond(over_budget.any(), every_position, budgeted, hidden)
+    return loss_sum, {**stats, "over_budget": over_budget}
 
   def _train_step(self, state, batch):
     k = self.cfg.train.grad_accum_steps
@@ -179,6 +198,9 @@ class Trainer:
         "task_prompt_truncated": per_task(batch["prompt_truncated"]),
         "task_target_truncated": per_task(batch["target_truncated"]),
         "task_dropped": per_task(batch["dropped"]),
+        # Rows with more target tokens than config.train.loss_positions: this step projected
+        # every position onto the vocabulary (same result, more work).
+        "rows_over_loss_positions": stats["over_budget"].sum(),
     }
     new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
     return new_state, metrics
@@ -199,6 +221,31 @@ def fresh_parameters(cfg, params: Mapping[str, Any]) -> frozenset[str]:
     raise ValueError(f"config.init_from_fresh={cfg.init_from_fresh!r} matches no parameter; "
                      "parameter paths look like 'projector', 'adapter/queries' or 'vit/blocks/0/qkv'")
   return names
+
+
+def loss_position_budget(cfg, length: int) -> int | None:
+  """config.train.loss_positions as positions per row (None: every position).
+
+  "auto": an unpacked row scores at most its target and EOS (config.data.max_target_tokens + 1);
+  a packed row holds several examples, so twice that (the default run's rows score 15 target
+  tokens on average, 55 at most in its 650 steps). A number ("64": the field is a string, on the
+  command line as in a config) gives the budget itself; "all", or a budget of the whole row,
+  projects every position.
+  """
+  value = cfg.train.loss_positions
+  if isinstance(value, str) and value.isdigit():  # the config's field is a string: "64" (flags too)
+    value = int(value)
+  if value == "all":
+    return None
+  if value == "auto":
+    budget = cfg.data.max_target_tokens + 1
+    budget *= 2 if cfg.data.packing.enabled else 1
+  elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    budget = value
+  else:
+    raise ValueError(f"config.train.loss_positions={value!r}; use 'auto', 'all' or a number of "
+                     "positions per row (>= 1)")
+  return None if budget >= length else budget
 
 
 def _token_task(batch) -> jax.Array:

@@ -427,3 +427,53 @@ def test_task_loss_weights_weigh_each_tasks_tokens_and_are_checked_by_key(synthe
   cfg.train.task_loss_weights = {weighted: 0.0}
   with pytest.raises(ValueError, match="config.train.task_loss_weights: factors must be finite and > 0"):
     Trainer(cfg, num_tasks=3)
+
+
+def test_loss_positions_give_the_loss_and_gradient_of_every_position_for_less_work(synthetic_data_dir):
+  """config.train.loss_positions projects only the positions that score a target; a batch with a
+  row over the budget projects every position. Same loss, metrics and gradient either way."""
+  cfg = small_config.get_config()
+  cfg.data.data_dir = synthetic_data_dir
+  cfg.data.mixture = {t: 1.0 for t in small_config.TASKS}
+  cfg.data.packing.enabled = True
+  cfg.train.loss_normalization = "examples"  # per-example weights, gathered with the positions
+  cfg.optimizer.update(name="sgd", b1=0.0, learning_rate=1.0)  # update = gradient (see above)
+  _, tokenizer = prepare_data(cfg)
+  task_ids = pipeline.task_ids(list(cfg.data.mixture))
+  cfg.train.task_loss_weights = {sorted(task_ids)[1]: 3.0}
+  results, jaxprs = {}, {}
+  for budget in ("all", "auto", "2"):
+    cfg.train.loss_positions = budget
+    trainer = Trainer(cfg, num_tasks=3)
+    pre = preprocess.Preprocessor(tokenizer, sequence_spec(cfg, trainer.model_cfg), task_ids)
+    batch = trainer.global_batch(next(iter(pipeline.train_dataset(
+        dict(cfg.data.mixture), synthetic_data_dir, pre, batch_size=8, seed=0,
+        packing=pipeline.Packing(2, 8)))))
+    state = trainer.init_state()
+    jaxprs[budget] = str(jax.make_jaxpr(trainer._train_step)(state, batch))
+    state, metrics = trainer.train_step(state, batch)
+    results[budget] = (jax.device_get(state["params"]), jax.device_get(metrics))
+  length, vocab = sequence_spec(cfg).length, cfg.model.decoder.vocab_size
+  auto = 2 * (cfg.data.max_target_tokens + 1)
+  assert trainer.loss_positions == 2 and 2 < auto < length
+  targets_per_row = np.asarray(batch["mask_loss"]).sum(axis=1)
+  assert targets_per_row.max() <= auto and targets_per_row.max() > 2
+  assert results["auto"][1]["rows_over_loss_positions"] == 0
+  assert results["2"][1]["rows_over_loss_positions"] == (targets_per_row > 2).sum()
+  # The budget's branch projects [8, budget] positions onto the vocabulary; "all" never does.
+  for budget, positions in (("auto", auto), ("2", 2)):
+    assert f"f32[8,{positions},{vocab}]" in jaxprs[budget]
+    assert f"f32[8,{positions},{vocab}]" not in jaxprs["all"]
+  p_all, m_all = results["all"]
+  for budget in ("auto", "2"):
+    params, metrics = results[budget]
+    for key in ("loss", "token_accuracy", "task_nll_sum", "target_tokens", "task_tokens"):
+      np.testing.assert_allclose(metrics[key], m_all[key], rtol=1e-5, err_msg=f"{budget}: {key}")
+    for name in p_all:
+      np.testing.assert_allclose(params[name], p_all[name], rtol=1e-4, atol=1e-6,
+                                 err_msg=f"{budget}: {name}")
+
+  for bad in ("some", "0", "1.5"):
+    cfg.train.loss_positions = bad
+    with pytest.raises(ValueError, match=r"config.train.loss_positions=.*'auto', 'all'"):
+      Trainer(cfg, num_tasks=3)
