@@ -28,6 +28,18 @@ def load_config(path):
   return module.get_config()
 
 
+def config_from_command_line(parser: argparse.ArgumentParser):
+  """(args, config) for a benchmark of one config's data: `parser` gains --config and --data_dir
+  (which replaces config.data.data_dir)."""
+  parser.add_argument("--config", default="configs/tiny.py")
+  parser.add_argument("--data_dir", default=None)
+  args = parser.parse_args()
+  cfg = load_config(args.config)
+  if args.data_dir:
+    cfg.data.data_dir = args.data_dir
+  return args, cfg
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/tiny.py")
