@@ -129,17 +129,16 @@ def learning_rates(cfg) -> set[float]:
   """Every parameter's learning rate at steps 0 and 10^6, from the abstract model (no allocation)."""
   from flax import nnx
 
-  from medpalm_m.model.medpalm import MedPaLMM, ModelConfig
+  from medpalm_m.model.medpalm import ModelConfig
+  from medpalm_m.model.template import abstract_model
   from medpalm_m.trainer import optimizer
-  model_cfg = ModelConfig.from_dict(cfg.model)
-  abstract = nnx.eval_shape(lambda: MedPaLMM(model_cfg, rngs=nnx.Rngs(0)))
+  abstract = abstract_model(ModelConfig.from_dict(cfg.model))
   factors = optimizer.parameter_multipliers(dict(cfg.optimizer.lr_multipliers), nnx.state(abstract, nnx.Param))
   schedule = optimizer.learning_rate_schedule(cfg)
   return {float(schedule(step)) * f for step in (0, 10**6) for f in jax.tree.leaves(factors)}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "medpalm_m_562b" else n
-                                  for n in sorted(PAPER_RECIPES)])
+@pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
 def test_paper_configs_are_the_papers_recipe(name):
   recipe = PAPER_RECIPES[name]
   cfg = importlib.import_module(f"configs.{name}").get_config()

@@ -13,11 +13,18 @@ from typing import Any
 import jax
 from flax import nnx
 
+from medpalm_m.model import layers
 from medpalm_m.model.medpalm import MedPaLMM, ModelConfig
 
 
 def _path_str(path: tuple) -> str:
   return "/".join(str(p) for p in path)
+
+
+def abstract_model(cfg: ModelConfig) -> MedPaLMM:
+  """The module with a jax.ShapeDtypeStruct for every parameter; seconds even at 562B."""
+  with layers.shapes_only():
+    return nnx.eval_shape(lambda: MedPaLMM(cfg, rngs=nnx.Rngs(params=0, dropout=1)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -36,8 +43,7 @@ class ModelTemplate:
   @classmethod
   def abstract(cls, cfg: ModelConfig) -> tuple["ModelTemplate", dict[str, jax.ShapeDtypeStruct]]:
     """Shapes only: nothing is allocated, so this works for the 562B config on a laptop."""
-    model = nnx.eval_shape(lambda: MedPaLMM(cfg, rngs=nnx.Rngs(params=0, dropout=1)))
-    return cls._from_model(cfg, model)
+    return cls._from_model(cfg, abstract_model(cfg))
 
   @classmethod
   def _from_model(cls, cfg, model):

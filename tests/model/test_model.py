@@ -13,6 +13,7 @@ from flax import nnx
 from medpalm_m.data import preprocess, tokenizer as tok
 from medpalm_m.model.loss import next_token_loss, per_example_weights
 from medpalm_m.model.medpalm import MedPaLMM, ModelConfig
+from medpalm_m.model.template import abstract_model
 
 IMG = tok.IMAGE_ID
 
@@ -199,12 +200,25 @@ def test_gemma_style_fields_build_and_run():
   assert n == cfg.num_params()["total"]
 
 
-@pytest.mark.slow
+def test_the_shapes_only_model_has_the_shapes_axes_and_dtypes_of_the_initialised_one():
+  """abstract_model skips the random initialisers: every parameter still has the path, shape,
+  dtype and logical axes of the model as nnx.eval_shape builds it with them."""
+  from configs import tiny
+  cfg = ModelConfig.from_dict(tiny.get_config().model)
+  cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, rank=2, vit=True))
+  def described(model):
+    return {path: (v.value.shape, v.value.dtype, v.get_metadata().get("out_sharding"))
+            for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  drawn = described(nnx.eval_shape(lambda: MedPaLMM(cfg, rngs=nnx.Rngs(params=0, dropout=1))))
+  assert len(drawn) > 50 and any("lora" in "/".join(map(str, p)) for p in drawn)
+  assert described(abstract_model(cfg)) == drawn
+
+
 @pytest.mark.parametrize("name,expected", [("medpalm_m_12b", 12e9), ("medpalm_m_84b", 84e9),
                                            ("medpalm_m_562b", 562e9)])
 def test_paper_configs_have_the_paper_sizes_without_allocating(name, expected):
   cfg = ModelConfig.from_dict(importlib.import_module(f"configs.{name}").get_config().model)
-  abstract = nnx.eval_shape(lambda: MedPaLMM(cfg, rngs=nnx.Rngs(0)))
+  abstract = abstract_model(cfg)
   leaves = jax.tree.leaves(nnx.state(abstract, nnx.Param))
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
   total = sum(x.size for x in leaves)
