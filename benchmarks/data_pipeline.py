@@ -42,16 +42,11 @@ def config_from_command_line(parser: argparse.ArgumentParser):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--config", default="configs/tiny.py")
   parser.add_argument("--batches", type=int, default=100)
   parser.add_argument("--workers", type=int, default=0)
-  parser.add_argument("--data_dir", default=None)
-  args = parser.parse_args()
+  args, cfg = config_from_command_line(parser)
   from absl import flags
   flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (defaults suffice)
-  cfg = load_config(args.config)
-  if args.data_dir:
-    cfg.data.data_dir = args.data_dir
   data_dir, tokenizer = prepare_data(cfg)
   mixture = mixtures.normalize(dict(cfg.data.mixture))
   model_cfg = ModelConfig.from_dict(cfg.model)

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.data_pipeline import load_config  # noqa: E402
+from benchmarks.data_pipeline import config_from_command_line  # noqa: E402
 from medpalm_m import evaluation  # noqa: E402
 from medpalm_m.data import pipeline, preprocess, tasks, tokenizer as tok  # noqa: E402
 from medpalm_m.model.template import ModelTemplate  # noqa: E402
@@ -29,16 +29,11 @@ from medpalm_m.runtime import Runtime, prepare_data, sequence_spec  # noqa: E402
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--config", default="configs/tiny.py")
   parser.add_argument("--workdir", default=None)
   parser.add_argument("--batch_sizes", default="1,16")
   parser.add_argument("--task", default="synthetic_mimic_cxr_report")
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--data_dir", default=None)
-  args = parser.parse_args()
-  cfg = load_config(args.config)
-  if args.data_dir:
-    cfg.data.data_dir = args.data_dir
+  args, cfg = config_from_command_line(parser)
   data_dir, tokenizer = prepare_data(cfg)
   runtime = Runtime(cfg)
   model_cfg = runtime.model_cfg

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
-from benchmarks.data_pipeline import load_config  # noqa: E402
+from benchmarks.data_pipeline import config_from_command_line  # noqa: E402
 from medpalm_m.data import mixtures, pipeline, preprocess  # noqa: E402
 from medpalm_m.runtime import prepare_data, sequence_spec  # noqa: E402
 from medpalm_m.trainer import Trainer  # noqa: E402
@@ -26,13 +26,8 @@ from medpalm_m.trainer import Trainer  # noqa: E402
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--config", default="configs/tiny.py")
   parser.add_argument("--rounds", type=int, default=10)
-  parser.add_argument("--data_dir", default=None)
-  args = parser.parse_args()
-  cfg = load_config(args.config)
-  if args.data_dir:
-    cfg.data.data_dir = args.data_dir
+  args, cfg = config_from_command_line(parser)
   packing = pipeline.Packing.from_config(cfg.data)
   if packing is None:
     raise SystemExit(f"{args.config} has config.data.packing off; nothing to compare")
