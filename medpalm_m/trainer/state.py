@@ -65,7 +65,8 @@ class Trainer:
     }
     self.abstract_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, self.state_shardings)
-    self.init_state = jax.jit(self._init_state, out_shardings=self.state_shardings)
+    self.init_state = jax.jit(self._init_state, out_shardings=self.state_shardings,
+                              compiler_options=self.runtime.initializer_compiler_options)
     self.state_around = jax.jit(self._state_around, out_shardings=self.state_shardings)
     # Metrics replicated: every process can read them (device_get of an array spread over
     # other hosts' devices fails), and process 0 logs them.
@@ -111,7 +112,8 @@ class Trainer:
     def initial():
       _, params = ModelTemplate.create(self.model_cfg, self.cfg.seed)
       return {k: params[k] for k in names}
-    return jax.jit(initial, out_shardings={k: self.param_shardings[k] for k in names})()
+    return jax.jit(initial, out_shardings={k: self.param_shardings[k] for k in names},
+                   compiler_options=self.runtime.initializer_compiler_options)()
 
   def _loss_sum(self, params, batch, dropout_key):
     uses_dropout = self.model_cfg.decoder.dropout > 0 or self.model_cfg.vit.dropout > 0
