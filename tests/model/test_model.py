@@ -252,7 +252,7 @@ def test_tiny_model_overfits_a_fixed_multimodal_batch():
     optimizer.update(model, grads)
     return loss
 
-  losses = [float(step(model, optimizer, batch)) for _ in range(150)]
+  losses = [float(step(model, optimizer, batch)) for _ in range(40)]  # below 0.05 from step 15 on
   assert losses[0] > 5.0
   assert losses[-1] < 0.05, losses[-10:]
 
