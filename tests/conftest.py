@@ -66,11 +66,3 @@ def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
       trainer.train(cfg, str(workdir))
   return str(workdir)
 
-
-def pytest_collection_modifyitems(config, items):
-  """The files that hold slow tests first, each kept whole (a module-scoped fixture is built once
-  per run of its module's tests): pytest-xdist's work stealing then balances the short tests
-  around them, where a slow test that started last kept one worker busy alone at the end of the
-  run (the two-process resume test's ~200 s)."""
-  slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_files)
