@@ -65,4 +65,3 @@ def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
       cfg.eval.max_examples_per_task = 4
       trainer.train(cfg, str(workdir))
   return str(workdir)
-
