@@ -26,6 +26,34 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get("PYTEST_
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 
+@pytest.fixture(autouse=True)
+def _exclusive_tests_run_alone(request, tmp_path_factory):
+  """A test marked `exclusive` runs with no other test beside it; under pytest-xdist the others
+  wait. Its simulated devices or processes wait on each other at every collective, so a core
+  taken by another worker stalls them all: on a 2-core AMD EPYC the two-process resume test took
+  58 s alone and 196-257 s beside the other worker, the planner's 8-device check 21 s and 78 s.
+
+  A readers-writer lock over the workers' shared directory: every test holds `machine` shared,
+  an exclusive test holds it exclusively. flock does not queue a waiting writer ahead of new
+  readers, so each test first passes a turnstile that the waiting writer holds."""
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    yield
+    return
+  import fcntl
+  root = tmp_path_factory.getbasetemp().parent  # this run's directory, shared by its workers
+  mode = fcntl.LOCK_EX if request.node.get_closest_marker("exclusive") else fcntl.LOCK_SH
+  with open(root / "machine.turnstile", "a") as turnstile, open(root / "machine.lock", "a") as machine:
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+      fcntl.flock(machine, mode)
+    finally:
+      fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+      yield
+    finally:
+      fcntl.flock(machine, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
   """MultiMedBench-mini built once per test session, shared by pytest-xdist workers."""

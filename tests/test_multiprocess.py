@@ -20,6 +20,9 @@ from medpalm_m import checkpoint as ckpt_lib
 from tests import small_config
 from tests.conftest import ROOT
 
+# Processes that meet at every collective: alone on the machine (tests/conftest.py).
+pytestmark = pytest.mark.exclusive
+
 # FSDP over all 4 devices: every parameter is split across both processes, so each step
 # gathers weights and reduces gradients across processes, and each checkpoint holds shards
 # written by both. One decoder layer: less to compile, the same code paths.

@@ -93,6 +93,7 @@ print("RESULT", json.dumps(out))
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_state_bytes_match_real_shards_and_the_estimate_matches_xla():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=ROOT)
   run = subprocess.run([sys.executable, "-c", STATE_AND_XLA], env=env, cwd=ROOT,

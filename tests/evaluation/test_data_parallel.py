@@ -54,6 +54,7 @@ def test_the_report_says_where_it_ran(one_device_report):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_eight_devices_give_the_one_device_report(one_device_report, synthetic_data_dir, tmp_path):
   workdir, report = one_device_report
   copy = copy_checkpoint(workdir, str(tmp_path / "eight"))
@@ -92,6 +93,7 @@ print("RESULT", json.dumps({{"process": jax.process_index(), "decoded": evaluato
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_two_processes_decode_each_example_once_and_only_process_0_writes(
     one_device_report, synthetic_data_dir, tmp_path):
   workdir, report = one_device_report

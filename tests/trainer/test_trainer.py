@@ -61,6 +61,7 @@ def tree_hash(root) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_eight_devices_match_one_device_and_really_shard(tmp_path, synthetic_data_dir):
   one = run_train(tmp_path / "one", synthetic_data_dir, "--config.train.num_steps=3")
   assert one.returncode == 0, one.stderr[-3000:]
