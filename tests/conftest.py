@@ -30,8 +30,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get("PYTEST_
 def _exclusive_tests_run_alone(request, tmp_path_factory):
   """A test marked `exclusive` runs with no other test beside it; under pytest-xdist the others
   wait. Its simulated devices or processes wait on each other at every collective, so a core
-  taken by another worker stalls them all: on a 2-core AMD EPYC the two-process resume test took
-  58 s alone and 196-257 s beside the other worker, the planner's 8-device check 21 s and 78 s.
+  taken by another worker stalls them all: on a 2-core AMD EPYC, within one hour, the two-process
+  resume test took 58 s alone and 112 s beside the other worker, the planner's 8-device check 21 s
+  and 53 s.
 
   A readers-writer lock over the workers' shared directory: every test holds `machine` shared,
   an exclusive test holds it exclusively. flock does not queue a waiting writer ahead of new
