@@ -26,6 +26,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get("PYTEST_
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 
+def shared_directory(tmp_path_factory):
+  """This test run's directory, the same for all its pytest-xdist workers."""
+  root = tmp_path_factory.getbasetemp()
+  return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(autouse=True)
 def _exclusive_tests_run_alone(request, tmp_path_factory):
   """A test marked `exclusive` runs with no other test beside it; under pytest-xdist the others
@@ -41,7 +47,7 @@ def _exclusive_tests_run_alone(request, tmp_path_factory):
     yield
     return
   import fcntl
-  root = tmp_path_factory.getbasetemp().parent  # this run's directory, shared by its workers
+  root = shared_directory(tmp_path_factory)
   mode = fcntl.LOCK_EX if request.node.get_closest_marker("exclusive") else fcntl.LOCK_SH
   with open(root / "machine.turnstile", "a") as turnstile, open(root / "machine.lock", "a") as machine:
     fcntl.flock(turnstile, fcntl.LOCK_EX)
@@ -61,9 +67,7 @@ def synthetic_data_dir(tmp_path_factory):
   import fcntl
 
   from medpalm_m.data import build
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent  # this run's directory, shared by its xdist workers
+  root = shared_directory(tmp_path_factory)
   data_dir = root / "synthetic_tfds"
   with open(root / "synthetic_tfds.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others wait and reuse it
@@ -81,9 +85,7 @@ def evaluated_workdir(tmp_path_factory, synthetic_data_dir):
 
   from medpalm_m import trainer
   from tests import small_config
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent
+  root = shared_directory(tmp_path_factory)
   workdir = root / "evaluated_workdir"
   with open(root / "evaluated_workdir.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)

@@ -11,7 +11,6 @@ import collections
 import fcntl
 import hashlib
 import itertools
-import os
 import pathlib
 import re
 from typing import Any
@@ -26,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from medpalm_m.data import preprocess, prompts, tasks
 from medpalm_m.data.synthetic import medical_qa, summarization, vqa
 from medpalm_m.data.tokenizer import ESCAPED_IMAGE_MARKER, count_image_markers, split_on_image_markers
+from tests.conftest import shared_directory
 
 QA_TASKS = (medical_qa.MEDQA, medical_qa.MEDMCQA)
 VQA_TASKS = (vqa.VQA_RAD, vqa.SLAKE, vqa.PATH_VQA)
@@ -77,10 +77,7 @@ class _BuildOnFirstUse(dict):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Built]:
   """Task name -> its build, made once per test run when a test first asks for it."""
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent  # the run's directory, shared by its workers (each has its own below it)
-  data_dir = root / "synthetic_text_vqa_tfds"
+  data_dir = shared_directory(tmp_path_factory) / "synthetic_text_vqa_tfds"
   data_dir.mkdir(exist_ok=True)
   return _BuildOnFirstUse(data_dir)
 
