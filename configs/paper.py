@@ -83,7 +83,7 @@ def training(c, *, batch_size: int, learning_rate: float, mixture_name: str = "m
       # Ours: global-norm clipping at 1.0 (PaLM's pretraining value); the paper does not say.
       clip_norm=1.0,
       freeze="",  # full fine-tuning: every parameter is updated
-      lr_multipliers={},  # one rate for every parameter (the tiny default's ViT 0.3x is not the paper's)
+      lr_multipliers={},  # one rate for every parameter (the tiny default's ViT multipliers are not the paper's)
   )
   c.eval.update(max_decode_tokens=256)  # the paper's 256 output tokens, so reports are not cut
   evals(c)

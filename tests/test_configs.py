@@ -156,7 +156,7 @@ def test_paper_configs_are_the_papers_recipe(name):
 
 
 def test_the_rate_check_sees_a_second_rate():
-  cfg = importlib.import_module("configs.tiny").get_config()  # its ViT trains at 0.3x
+  cfg = importlib.import_module("configs.tiny").get_config()  # its ViT blocks train at 0.3x
   cfg.optimizer.update(schedule="constant", warmup_steps=0)
   assert learning_rates(cfg) == {3e-3, 3e-3 * 0.3}
 

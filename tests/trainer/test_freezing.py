@@ -14,7 +14,7 @@ from tests import small_config
 
 
 def _config(synthetic_data_dir, **optimizer):
-  cfg = small_config.get_config()  # inherits tiny's lr_multipliers {"^vit/": 0.3}
+  cfg = small_config.get_config()  # inherits tiny's lr_multipliers (ViT blocks 0.3x)
   cfg.data.data_dir = synthetic_data_dir
   cfg.optimizer.update(optimizer)
   return cfg
@@ -41,7 +41,7 @@ def _names_in(tree, params) -> set[str]:
 
 def test_frozen_parameters_stay_bit_identical_and_have_no_optimizer_state(synthetic_data_dir, batch):
   """Three Adafactor steps with the ViT blocks and one decoder block frozen, the rest of the ViT
-  trained at tiny's 0.3x multiplier (freeze composes with lr_multipliers)."""
+  trained at tiny's multipliers (freeze composes with lr_multipliers)."""
   cfg = _config(synthetic_data_dir, freeze="^vit/blocks/|^decoder/blocks/0/")
   trainer = Trainer(cfg, num_tasks=3)
   state = trainer.init_state()
